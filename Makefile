@@ -1,0 +1,34 @@
+# sms: send SMS from SQL.  PGXS build, plus the project's own targets:
+#   make demo    a throwaway cluster and the Twilio emulator, messages sent
+#   make test    every test (pg_regress, TAP, Prism conformance)
+#   make bench   benchmarks that print figures
+
+MODULE_big = sms
+OBJS = \
+	src/sms.o \
+	src/enqueue.o \
+	src/validate.o \
+	src/encoding.o \
+	src/job.o \
+	src/outbox.o \
+	src/http.o \
+	src/twilio.o \
+	src/twilio_json.o \
+	src/worker.o
+
+EXTENSION = sms
+DATA = sms--1.0.sql
+PGFILEDESC = "sms - send SMS from SQL"
+
+# -Wextra, less what PostgreSQL's own headers trip over
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+SHLIB_LINK = -lcurl
+
+REGRESS = install validate encoding outbox privileges
+REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf
+
+PG_CONFIG ?= $(shell command -v /usr/lib/postgresql/15/bin/pg_config || command -v pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+include test/test.mk

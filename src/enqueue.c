@@ -1,0 +1,410 @@
+/*-------------------------------------------------------------------------
+ *
+ * enqueue.c
+ *	  Queuing messages: sms_send(), the outbox's triggers, and the wake-up
+ *	  of the worker when the queuing transaction commits.
+ *
+ *	  sms_send() inserts through a saved SPI plan as the outbox's owner, so a
+ *	  role needs only EXECUTE on sms_send to queue, not rights on the table;
+ *	  created_by still records the calling role.  Direct INSERTs run as the
+ *	  inserting role and go through the same validation in a trigger.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "sms.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(sms_send);
+PG_FUNCTION_INFO_V1(sms_outbox_validate);
+PG_FUNCTION_INFO_V1(sms_outbox_wake);
+
+/* set in the worker: its own updates must not wake itself */
+bool		sms_in_worker = false;
+
+/* true while sms_send() inserts: its arguments are already validated */
+static bool in_sms_send = false;
+
+/* wake the worker when the current transaction commits */
+static bool wake_at_commit = false;
+static bool xact_callback_registered = false;
+
+/* sms_send()'s saved plans, valid for one incarnation of the extension */
+static Oid	plans_extension_oid = InvalidOid;
+static Oid	outbox_owner = InvalidOid;
+static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr insert_keyed_plan = NULL;
+static SPIPlanPtr lookup_key_plan = NULL;
+
+/*
+ * Set the worker's latch, unless a wake-up is already on its way: the flag
+ * coalesces the wake-ups of many committing backends into one, and the
+ * worker clears it just before it claims.
+ */
+static void
+wake_worker(void)
+{
+	Latch	   *latch;
+
+	if (sms_shared == NULL)
+		return;
+	if (pg_atomic_exchange_u32(&sms_shared->wakeup_requested, 1) != 0)
+		return;
+
+	SpinLockAcquire(&sms_shared->mutex);
+	latch = sms_shared->worker_latch;
+	SpinLockRelease(&sms_shared->mutex);
+
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+static void
+sms_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			if (wake_at_commit)
+				wake_worker();
+			wake_at_commit = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a prepared transaction is found by the worker's idle check */
+			wake_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+wake_worker_at_commit(void)
+{
+	if (sms_in_worker || wake_at_commit)
+		return;
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(sms_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	wake_at_commit = true;
+}
+
+/*
+ * Prepare sms_send()'s statements, once per backend and extension
+ * incarnation.  Names are schema-qualified, so the plans do not depend on
+ * the caller's search_path.
+ */
+static void
+prepare_plans(void)
+{
+	Oid			extoid = get_extension_oid("sms", false);
+	Oid			nspid;
+	Oid			relid;
+	HeapTuple	tup;
+	char	   *table;
+	char	   *sql;
+	Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID,
+		TIMESTAMPTZOID, INT4OID, TEXTOID, NAMEOID, TIMESTAMPTZOID};
+
+	if (extoid == plans_extension_oid && insert_plan != NULL)
+		return;
+
+	if (insert_plan)
+		SPI_freeplan(insert_plan);
+	if (insert_keyed_plan)
+		SPI_freeplan(insert_keyed_plan);
+	if (lookup_key_plan)
+		SPI_freeplan(lookup_key_plan);
+	insert_plan = insert_keyed_plan = lookup_key_plan = NULL;
+
+	nspid = sms_extension_schema(extoid);
+	relid = get_relname_relid("sms_outbox", nspid);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table sms_outbox of extension sms does not exist")));
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	outbox_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+
+	table = quote_qualified_identifier(get_namespace_name(nspid), "sms_outbox");
+
+#define INSERT_SQL \
+	"INSERT INTO %s (to_number, from_number, body, media_urls, send_at, " \
+	"priority, idempotency_key, created_by, next_attempt_at) " \
+	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+
+	sql = psprintf(INSERT_SQL " RETURNING id", table);
+	insert_plan = SPI_prepare(sql, 9, argtypes);
+	if (insert_plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(insert_plan);
+
+	/* ON CONFLICT costs a speculative insertion: only when a key is given */
+	sql = psprintf(INSERT_SQL " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+				   table);
+	insert_keyed_plan = SPI_prepare(sql, 9, argtypes);
+	if (insert_keyed_plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(insert_keyed_plan);
+
+	sql = psprintf("SELECT id FROM %s WHERE idempotency_key = $1", table);
+	lookup_key_plan = SPI_prepare(sql, 1, argtypes + 6);
+	if (lookup_key_plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(lookup_key_plan);
+
+	plans_extension_oid = extoid;
+}
+
+static int64
+first_id(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_processed != 1)
+		return -1;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? -1 : DatumGetInt64(d);
+}
+
+/*
+ * sms_send(to_number, from_number, body, media_urls, send_at, priority,
+ *			idempotency_key) returns bigint
+ */
+Datum
+sms_send(PG_FUNCTION_ARGS)
+{
+	Datum		values[9];
+	char		nulls[9];
+	char	   *to = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *from = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	text	   *body = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
+	ArrayType  *media = PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3);
+	char	   *key = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	Oid			save_userid;
+	int			save_sec_context;
+	int64		id = -1;
+	int			i;
+
+	sms_validate_to(to);
+	sms_validate_from(from);
+	sms_validate_content(body, media);
+	if (!PG_ARGISNULL(4))
+		sms_validate_send_at(PG_GETARG_TIMESTAMPTZ(4));
+	if (PG_ARGISNULL(5))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("priority must not be null"),
+				 errhint("Pass 0 for normal priority; higher values are sent first.")));
+	sms_validate_idempotency_key(key);
+
+	for (i = 0; i < 7; i++)
+	{
+		values[i] = PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+	}
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	values[7] = DirectFunctionCall1(namein,
+									CStringGetDatum(GetUserNameFromId(save_userid, false)));
+	nulls[7] = ' ';
+	/* the row is due at send_at, or now: one index column orders the claim */
+	values[8] = TimestampTzGetDatum(PG_ARGISNULL(4) ? now :
+									Max(now, PG_GETARG_TIMESTAMPTZ(4)));
+	nulls[8] = ' ';
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	prepare_plans();
+
+	SetUserIdAndSecContext(outbox_owner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	in_sms_send = true;
+	PG_TRY();
+	{
+		if (key == NULL)
+		{
+			if (SPI_execute_plan(insert_plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
+				elog(ERROR, "could not insert into sms_outbox");
+			id = first_id();
+		}
+		else
+		{
+			if (SPI_execute_plan(insert_keyed_plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
+				elog(ERROR, "could not insert into sms_outbox");
+			id = first_id();
+			if (id < 0)
+			{
+				/* the key was used before: return that message */
+				if (SPI_execute_plan(lookup_key_plan, values + 6, nulls + 6, false, 1) != SPI_OK_SELECT)
+					elog(ERROR, "could not look up idempotency_key");
+				id = first_id();
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		in_sms_send = false;
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	PG_END_TRY();
+
+	SPI_finish();
+
+	if (id < 0)
+		elog(ERROR, "sms_send could not find the queued message");
+
+	PG_RETURN_INT64(id);
+}
+
+/* attribute numbers of the outbox columns the trigger reads or sets */
+typedef struct OutboxAttnums
+{
+	int			to_number;
+	int			from_number;
+	int			body;
+	int			media_urls;
+	int			send_at;
+	int			idempotency_key;
+	int			next_attempt_at;
+	int			created_by;
+} OutboxAttnums;
+
+static int
+attnum_of(TupleDesc tupdesc, const char *name)
+{
+	int			attnum = SPI_fnumber(tupdesc, name);
+
+	if (attnum <= 0)
+		elog(ERROR, "sms_outbox has no column \"%s\"", name);
+	return attnum;
+}
+
+static char *
+cstring_attr(HeapTuple tuple, TupleDesc tupdesc, int attnum)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tuple, attnum, tupdesc, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+/*
+ * BEFORE INSERT OR UPDATE trigger on sms_outbox: validate the row as
+ * sms_send() validates its arguments, record who queued it, and make
+ * next_attempt_at respect send_at.
+ */
+Datum
+sms_outbox_validate(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	tupdesc;
+	HeapTuple	tuple;
+	OutboxAttnums a;
+	bool		isnull;
+	Datum		d;
+	Datum		newvals[2];
+	bool		newnulls[2] = {false, false};
+	int			attnums[2];
+	int			nnew = 0;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "sms_outbox_validate must be fired BEFORE, FOR EACH ROW");
+
+	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
+		trigdata->tg_newtuple : trigdata->tg_trigtuple;
+
+	/* sms_send() validated its arguments and set these columns itself */
+	if (in_sms_send)
+		return PointerGetDatum(tuple);
+
+	tupdesc = trigdata->tg_relation->rd_att;
+	a.to_number = attnum_of(tupdesc, "to_number");
+	a.from_number = attnum_of(tupdesc, "from_number");
+	a.body = attnum_of(tupdesc, "body");
+	a.media_urls = attnum_of(tupdesc, "media_urls");
+	a.send_at = attnum_of(tupdesc, "send_at");
+	a.idempotency_key = attnum_of(tupdesc, "idempotency_key");
+	a.next_attempt_at = attnum_of(tupdesc, "next_attempt_at");
+	a.created_by = attnum_of(tupdesc, "created_by");
+
+	sms_validate_to(cstring_attr(tuple, tupdesc, a.to_number));
+	sms_validate_from(cstring_attr(tuple, tupdesc, a.from_number));
+	{
+		Datum		bd = heap_getattr(tuple, a.body, tupdesc, &isnull);
+		text	   *body = isnull ? NULL : DatumGetTextPP(bd);
+		Datum		md = heap_getattr(tuple, a.media_urls, tupdesc, &isnull);
+		ArrayType  *media = isnull ? NULL : DatumGetArrayTypeP(md);
+
+		sms_validate_content(body, media);
+	}
+	sms_validate_idempotency_key(cstring_attr(tuple, tupdesc, a.idempotency_key));
+
+	d = heap_getattr(tuple, a.send_at, tupdesc, &isnull);
+	if (!isnull)
+	{
+		TimestampTz send_at = DatumGetTimestampTz(d);
+		bool		nisnull;
+		Datum		nd = heap_getattr(tuple, a.next_attempt_at, tupdesc, &nisnull);
+
+		sms_validate_send_at(send_at);
+		if (nisnull || DatumGetTimestampTz(nd) < send_at)
+		{
+			attnums[nnew] = a.next_attempt_at;
+			newvals[nnew++] = TimestampTzGetDatum(Max(now, send_at));
+		}
+	}
+
+	/* created_by is the inserting role, whatever the statement said */
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	{
+		attnums[nnew] = a.created_by;
+		newvals[nnew++] = DirectFunctionCall1(namein,
+											  CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	}
+
+	if (nnew > 0)
+		tuple = heap_modify_tuple_by_cols(tuple, tupdesc, nnew, attnums,
+										  newvals, newnulls);
+
+	return PointerGetDatum(tuple);
+}
+
+/*
+ * AFTER INSERT OR UPDATE ... FOR EACH STATEMENT trigger on sms_outbox: the
+ * worker is woken when the transaction commits, however the rows came.
+ */
+Datum
+sms_outbox_wake(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "sms_outbox_wake must be fired as a trigger");
+
+	wake_worker_at_commit();
+
+	return PointerGetDatum(NULL);
+}

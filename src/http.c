@@ -1,0 +1,372 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *	  Requests to the provider through libcurl's multi interface, waited on
+ *	  by the worker's WaitEventSet.
+ *
+ *	  PostgreSQL 15's WaitEventSet cannot drop a socket once added, while
+ *	  curl opens and closes sockets as it pleases.  So curl's sockets go into
+ *	  one epoll descriptor of our own, kept up to date by curl's socket
+ *	  callback, and only that descriptor is in the WaitEventSet: it becomes
+ *	  readable whenever one of curl's sockets is ready.  The waiting itself
+ *	  stays in WaitEventSetWait, so latches, postmaster death and wait-event
+ *	  reporting behave as in any other PostgreSQL process.
+ *
+ *	  Easy handles are kept and reused, and the multi handle's connection
+ *	  cache keeps connections alive between requests (HTTP/2 multiplexing
+ *	  where the server offers it).  TLS verification is never turned off.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "http.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+/* a reply larger than this is no reply of the provider's */
+#define MAX_RESPONSE_BYTES (8 * 1024 * 1024)
+
+static CURLM *multi = NULL;
+static int	epoll_fd = -1;
+static int	in_flight = 0;
+
+/* the jobs in flight, so that shutdown can account for each of them */
+static SmsJob **in_flight_jobs = NULL;
+static int	max_in_flight_jobs = 0;
+static struct curl_slist *headers = NULL;
+
+/* when curl wants to be called for its timeouts; 0 for never */
+static TimestampTz curl_deadline = 0;
+
+/* easy handles not in use */
+static CURL **idle_handles = NULL;
+static int	n_idle = 0;
+static int	max_idle = 0;
+
+static int
+socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = s;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		/* curl may already have closed it; then the kernel dropped it too */
+		(void) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, s, NULL);
+		curl_multi_assign(multi, s, NULL);
+		return 0;
+	}
+
+	if (what & CURL_POLL_IN)
+		ev.events |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		ev.events |= EPOLLOUT;
+
+	if (socketp == NULL)
+	{
+		if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
+			(void) epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev);
+		curl_multi_assign(multi, s, (void *) 1);
+	}
+	else if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
+		(void) epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev);
+	return 0;
+}
+
+static int
+timer_callback(CURLM *m, long timeout_ms, void *userp)
+{
+	if (timeout_ms < 0)
+		curl_deadline = 0;
+	else
+		curl_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													timeout_ms);
+	return 0;
+}
+
+static size_t
+write_callback(char *data, size_t size, size_t nmemb, void *userp)
+{
+	SmsJob	   *job = (SmsJob *) userp;
+	size_t		n = size * nmemb;
+
+	if (job->response.len + n > MAX_RESPONSE_BYTES)
+	{
+		job->response_too_large = true;
+		return 0;				/* makes curl fail the transfer */
+	}
+	appendBinaryStringInfo(&job->response, data, (int) n);
+	return n;
+}
+
+static size_t
+header_callback(char *data, size_t size, size_t nmemb, void *userp)
+{
+	SmsJob	   *job = (SmsJob *) userp;
+	size_t		n = size * nmemb;
+	static const char name[] = "retry-after:";
+
+	if (n > sizeof(name) && pg_strncasecmp(data, name, sizeof(name) - 1) == 0)
+	{
+		const char *p = data + sizeof(name) - 1;
+		long		secs = 0;
+		bool		digits = false;
+
+		while (p < data + n && (*p == ' ' || *p == '\t'))
+			p++;
+		while (p < data + n && *p >= '0' && *p <= '9' && secs < 86400)
+		{
+			secs = secs * 10 + (*p++ - '0');
+			digits = true;
+		}
+		/* an HTTP-date is left to the backoff */
+		if (digits)
+			job->retry_after_s = (int) Min(secs, 86400);
+	}
+	return n;
+}
+
+void
+sms_http_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		elog(ERROR, "could not initialize libcurl");
+
+	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (epoll_fd < 0)
+		elog(ERROR, "epoll_create1 failed: %m");
+
+	multi = curl_multi_init();
+	if (multi == NULL)
+		elog(ERROR, "could not create a libcurl multi handle");
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_callback);
+	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
+
+	headers = curl_slist_append(headers, "Accept: application/json");
+	/* no 100-continue round trip before a large body */
+	headers = curl_slist_append(headers, "Expect:");
+
+	sms_http_configure();
+}
+
+/* Apply settings that belong to the multi handle (again after SIGHUP). */
+void
+sms_http_configure(void)
+{
+	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) sms_max_concurrency);
+	curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) sms_max_concurrency);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) sms_max_concurrency);
+
+	if (max_idle < sms_max_concurrency)
+	{
+		if (idle_handles == NULL)
+			idle_handles = MemoryContextAlloc(TopMemoryContext,
+											  sizeof(CURL *) * sms_max_concurrency);
+		else
+			idle_handles = repalloc(idle_handles, sizeof(CURL *) * sms_max_concurrency);
+		max_idle = sms_max_concurrency;
+	}
+}
+
+pgsocket
+sms_http_socket(void)
+{
+	return epoll_fd;
+}
+
+/* Milliseconds until curl wants its timer served; -1 if it does not. */
+long
+sms_http_timeout_ms(void)
+{
+	long		secs;
+	int			usecs;
+
+	if (curl_deadline == 0)
+		return -1;
+	TimestampDifference(GetCurrentTimestamp(), curl_deadline, &secs, &usecs);
+	return secs * 1000 + (usecs + 999) / 1000;
+}
+
+/*
+ * Let curl do what is ready: the sockets the epoll descriptor reports, and
+ * its timer if it has expired.
+ */
+void
+sms_http_perform(void)
+{
+	struct epoll_event events[64];
+	int			running;
+	int			n;
+	int			i;
+
+	do
+	{
+		n = epoll_wait(epoll_fd, events, lengthof(events), 0);
+		if (n < 0 && errno != EINTR)
+			elog(ERROR, "epoll_wait failed: %m");
+		for (i = 0; i < n; i++)
+		{
+			int			flags = 0;
+
+			if (events[i].events & (EPOLLIN | EPOLLHUP))
+				flags |= CURL_CSELECT_IN;
+			if (events[i].events & EPOLLOUT)
+				flags |= CURL_CSELECT_OUT;
+			if (events[i].events & EPOLLERR)
+				flags |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(multi, events[i].data.fd, flags, &running);
+		}
+	} while (n == lengthof(events));
+
+	if (curl_deadline != 0 && GetCurrentTimestamp() >= curl_deadline)
+	{
+		curl_deadline = 0;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+}
+
+/*
+ * An easy handle for the job, with every option that is not the provider's
+ * business set from the current settings.
+ */
+CURL *
+sms_http_easy_for(SmsJob *job)
+{
+	CURL	   *easy;
+
+	if (n_idle > 0)
+	{
+		easy = idle_handles[--n_idle];
+		curl_easy_reset(easy);
+	}
+	else
+	{
+		easy = curl_easy_init();
+		if (easy == NULL)
+			elog(ERROR, "could not create a libcurl easy handle");
+	}
+
+	job->easy = easy;
+	job->curl_error[0] = '\0';
+	initStringInfo(&job->response);
+
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, job);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, job->curl_error);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_callback);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, job);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_callback);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, job);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, SMS_USER_AGENT);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) sms_request_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) sms_request_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (sms_ca_file && sms_ca_file[0] != '\0')
+		curl_easy_setopt(easy, CURLOPT_CAINFO, sms_ca_file);
+	return easy;
+}
+
+void
+sms_http_start(SmsJob *job)
+{
+	CURLMcode	rc = curl_multi_add_handle(multi, job->easy);
+
+	if (rc != CURLM_OK)
+		elog(ERROR, "could not start a request: %s", curl_multi_strerror(rc));
+	if (in_flight == max_in_flight_jobs)
+	{
+		max_in_flight_jobs = Max(64, max_in_flight_jobs * 2);
+		if (in_flight_jobs == NULL)
+			in_flight_jobs = MemoryContextAlloc(TopMemoryContext,
+												sizeof(SmsJob *) * max_in_flight_jobs);
+		else
+			in_flight_jobs = repalloc(in_flight_jobs,
+									  sizeof(SmsJob *) * max_in_flight_jobs);
+	}
+	job->in_flight_index = in_flight;
+	in_flight_jobs[in_flight++] = job;
+}
+
+static void
+release_easy(SmsJob *job)
+{
+	SmsJob	   *last;
+
+	curl_multi_remove_handle(multi, job->easy);
+	if (n_idle < max_idle)
+		idle_handles[n_idle++] = job->easy;
+	else
+		curl_easy_cleanup(job->easy);
+	job->easy = NULL;
+
+	/* swap the last job in flight into this one's place */
+	last = in_flight_jobs[--in_flight];
+	in_flight_jobs[job->in_flight_index] = last;
+	last->in_flight_index = job->in_flight_index;
+}
+
+/* The next finished request, with its result filled in; NULL if none. */
+SmsJob *
+sms_http_next_done(void)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		SmsJob	   *job;
+		long		request_size = 0;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &job);
+		job->curl_result = msg->data.result;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &job->http_status);
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_REQUEST_SIZE, &request_size);
+		job->request_sent = (request_size > 0);
+		release_easy(job);
+		return job;
+	}
+	return NULL;
+}
+
+int
+sms_http_in_flight(void)
+{
+	return in_flight;
+}
+
+SmsJob *
+sms_http_any_in_flight(void)
+{
+	return in_flight > 0 ? in_flight_jobs[in_flight - 1] : NULL;
+}
+
+/*
+ * Give up a request still in flight (at shutdown); tells whether any of it
+ * had been sent.
+ */
+void
+sms_http_abort(SmsJob *job)
+{
+	long		request_size = 0;
+
+	curl_easy_getinfo(job->easy, CURLINFO_REQUEST_SIZE, &request_size);
+	job->request_sent = (request_size > 0);
+	release_easy(job);
+}

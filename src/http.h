@@ -1,0 +1,25 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.h
+ *	  libcurl's multi interface, driven from the worker's WaitEventSet.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SMS_HTTP_H
+#define SMS_HTTP_H
+
+#include "job.h"
+
+extern void sms_http_init(void);
+extern void sms_http_configure(void);
+extern pgsocket sms_http_socket(void);
+extern long sms_http_timeout_ms(void);
+extern void sms_http_perform(void);
+extern CURL *sms_http_easy_for(SmsJob *job);
+extern void sms_http_start(SmsJob *job);
+extern SmsJob *sms_http_next_done(void);
+extern int	sms_http_in_flight(void);
+extern SmsJob *sms_http_any_in_flight(void);
+extern void sms_http_abort(SmsJob *job);
+
+#endif							/* SMS_HTTP_H */

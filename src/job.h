@@ -1,0 +1,89 @@
+/*-------------------------------------------------------------------------
+ *
+ * job.h
+ *	  One unit of the worker's network work: a message being sent, or a
+ *	  message whose earlier outcome is being looked up at the provider.
+ *
+ *	  A job lives in its own small memory context, from the claim that
+ *	  creates it to the write-back that records its outcome, so that nothing
+ *	  a request allocates outlives it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SMS_JOB_H
+#define SMS_JOB_H
+
+#include "sms.h"
+
+#include <curl/curl.h>
+
+#include "lib/stringinfo.h"
+
+typedef enum SmsJobKind
+{
+	JOB_SEND,					/* create the message at the provider */
+	JOB_LOOKUP					/* find out whether an earlier attempt did */
+} SmsJobKind;
+
+/* What a finished job does to its row. */
+typedef enum SmsOutcome
+{
+	OUTCOME_NONE,
+	OUTCOME_SENT,				/* the provider has the message: sent */
+	OUTCOME_RETRY,				/* never reached the provider: pending, backoff */
+	OUTCOME_FAILED,				/* the provider refused this message: failed */
+	OUTCOME_UNKNOWN,			/* may or may not exist: unknown, reconcile */
+	OUTCOME_PAUSE,				/* account-wide refusal: pending, queue paused */
+	OUTCOME_RESEND,				/* lookup found nothing: pending, send again */
+	OUTCOME_LOOKUP_AGAIN,		/* lookup itself failed: stay unknown */
+	OUTCOME_ABANDONED			/* stopped before any byte was sent: pending */
+} SmsOutcome;
+
+typedef struct SmsJob
+{
+	MemoryContext cxt;
+	SmsJobKind	kind;
+	struct SmsJob *next;		/* in the worker's lists */
+
+	/* the row as claimed */
+	int64		id;
+	int32		attempts;		/* attempts counted when claimed */
+	int32		priority;
+	TimestampTz due;
+	TimestampTz last_attempt_at;
+	char	   *to_number;
+	char	   *from_number;
+	char	   *body;			/* UTF-8, or NULL */
+	char	  **media_urls;
+	int			nmedia;
+
+	/* the request in flight */
+	CURL	   *easy;
+	int			in_flight_index;	/* in http.c's array of jobs in flight */
+	char	   *post_fields;
+	char	   *url;			/* a lookup's current page */
+	int			pages;			/* lookup pages fetched so far */
+	StringInfoData response;
+	bool		response_too_large;
+	int			retry_after_s;	/* from a Retry-After header, or -1 */
+	long		http_status;
+	CURLcode	curl_result;
+	bool		request_sent;	/* any byte of the request left */
+	char		curl_error[CURL_ERROR_SIZE];
+
+	/* the outcome, written back */
+	SmsOutcome	outcome;
+	char	   *sid;
+	char	   *status;
+	int			num_segments;	/* -1 if not given */
+	char	   *price;			/* validated numeric text, or NULL */
+	char	   *price_unit;
+	int			error_code;		/* 0 if none */
+	char	   *error_message;
+	char	   *pause_reason;	/* for OUTCOME_PAUSE */
+} SmsJob;
+
+extern SmsJob *sms_job_create(SmsJobKind kind);
+extern void sms_job_free(SmsJob *job);
+
+#endif							/* SMS_JOB_H */

@@ -1,0 +1,430 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.c
+ *	  The worker's statements on sms_outbox: claim, guarded write-back,
+ *	  start-up recovery, reconciliation claims and retention.
+ *
+ *	  Each statement handles a whole batch (one UPDATE over unnest() of
+ *	  arrays for the write-back), runs through a plan prepared once per
+ *	  incarnation of the extension, and names its objects with their schema.
+ *	  A transaction here never spans network I/O: the worker opens one,
+ *	  writes back and claims, and commits before any request goes out.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "outbox.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+static Oid	plans_extension_oid = InvalidOid;
+static SPIPlanPtr claim_plan;
+static SPIPlanPtr claim_unknown_plan;
+static SPIPlanPtr write_back_plan;
+static SPIPlanPtr recover_plan;
+static SPIPlanPtr next_due_plan;
+static SPIPlanPtr purge_plan;
+
+static SPIPlanPtr
+prepare(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+#define CLAIMED_COLUMNS \
+	"o.id, o.attempts, o.priority, o.next_attempt_at, o.last_attempt_at, " \
+	"o.to_number, o.from_number, o.body, o.media_urls"
+
+static void
+prepare_plans(Oid extoid)
+{
+	char	   *schema = get_namespace_name(sms_extension_schema(extoid));
+	const char *s = quote_identifier(schema);
+	Oid			claim_args[1] = {INT4OID};
+	Oid			unknown_args[2] = {INT4OID, INT4OID};
+	Oid			wb_args[13] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	TIMESTAMPTZARRAYOID};
+	Oid			grace_args[1] = {INT4OID};
+
+	if (claim_plan)
+	{
+		SPI_freeplan(claim_plan);
+		SPI_freeplan(claim_unknown_plan);
+		SPI_freeplan(write_back_plan);
+		SPI_freeplan(recover_plan);
+		SPI_freeplan(next_due_plan);
+		SPI_freeplan(purge_plan);
+	}
+
+	/*
+	 * Claim the most urgent due rows.  SKIP LOCKED lets sms_cancel() and
+	 * the application's own updates go on without waiting for us.
+	 */
+	claim_plan = prepare(psprintf(
+								  "WITH c AS ("
+								  " SELECT id FROM %s.sms_outbox"
+								  " WHERE state = 'pending' AND next_attempt_at <= now()"
+								  " ORDER BY priority DESC, next_attempt_at, id"
+								  " LIMIT $1 FOR UPDATE SKIP LOCKED)"
+								  " UPDATE %s.sms_outbox o"
+								  " SET state = 'sending', attempts = o.attempts + 1,"
+								  " last_attempt_at = now(), updated_at = now()"
+								  " FROM c WHERE o.id = c.id"
+								  " RETURNING " CLAIMED_COLUMNS, s, s),
+						 1, claim_args);
+
+	/*
+	 * Rows whose outcome is unknown are leased for a while (next_attempt_at
+	 * moves ahead), so a lookup in flight is not started twice; their state
+	 * and attempts stay as they are.
+	 */
+	claim_unknown_plan = prepare(psprintf(
+										  "WITH c AS ("
+										  " SELECT id FROM %s.sms_outbox"
+										  " WHERE state = 'unknown' AND next_attempt_at <= now()"
+										  " ORDER BY next_attempt_at, id"
+										  " LIMIT $1 FOR UPDATE SKIP LOCKED)"
+										  " UPDATE %s.sms_outbox o"
+										  " SET next_attempt_at = now() + make_interval(secs => $2 / 1000.0)"
+										  " FROM c WHERE o.id = c.id"
+										  " RETURNING " CLAIMED_COLUMNS, s, s),
+								 2, unknown_args);
+
+	/*
+	 * Every write-back is guarded by the state and attempt it expects: a late
+	 * or repeated result can never overwrite a newer one.
+	 */
+	write_back_plan = prepare(psprintf(
+									   "UPDATE %s.sms_outbox o SET"
+									   " state = r.new_state::%s.sms_state,"
+									   " attempts = r.new_attempts,"
+									   " sid = coalesce(r.sid, o.sid),"
+									   " status = coalesce(r.status, o.status),"
+									   " error_code = r.error_code,"
+									   " error_message = r.error_message,"
+									   " num_segments = coalesce(r.num_segments, o.num_segments),"
+									   " price = coalesce(r.price::numeric, o.price),"
+									   " price_unit = coalesce(r.price_unit, o.price_unit),"
+									   " next_attempt_at = coalesce(r.next_attempt_at, o.next_attempt_at),"
+									   " sent_at = CASE WHEN r.new_state = 'sent'"
+									   " THEN coalesce(o.sent_at, now()) ELSE o.sent_at END,"
+									   " updated_at = now()"
+									   " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+									   " AS r(id, expected_state, expected_attempts, new_state,"
+									   " new_attempts, sid, status, error_code, error_message,"
+									   " num_segments, price, price_unit, next_attempt_at)"
+									   " WHERE o.id = r.id"
+									   " AND o.state = r.expected_state::%s.sms_state"
+									   " AND o.attempts = r.expected_attempts", s, s, s),
+							  13, wb_args);
+
+	/* a row left in 'sending' by a worker that died may have gone out */
+	recover_plan = prepare(psprintf(
+									"UPDATE %s.sms_outbox SET state = 'unknown',"
+									" next_attempt_at = now() + make_interval(secs => $1 / 1000.0),"
+									" error_message = 'the worker stopped while this message was being sent',"
+									" updated_at = now()"
+									" WHERE state = 'sending'", s),
+						   1, grace_args);
+
+	next_due_plan = prepare(psprintf(
+									 "SELECT min(next_attempt_at) FROM %s.sms_outbox"
+									 " WHERE state IN ('pending', 'unknown')", s),
+							0, NULL);
+
+	purge_plan = prepare(psprintf(
+								  "DELETE FROM %s.sms_outbox WHERE id IN ("
+								  " SELECT id FROM %s.sms_outbox"
+								  " WHERE state IN ('sent', 'failed', 'canceled')"
+								  " AND updated_at < now() - make_interval(secs => $1)"
+								  " LIMIT 10000)", s, s),
+						 1, grace_args);
+
+	plans_extension_oid = extoid;
+}
+
+/*
+ * Start a transaction for the worker's statements.  Returns false, with no
+ * transaction open, if the extension does not exist (yet, or any more) in
+ * this database.
+ */
+bool
+sms_outbox_begin(void)
+{
+	Oid			extoid;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+
+	extoid = get_extension_oid("sms", true);
+	if (!OidIsValid(extoid))
+	{
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		return false;
+	}
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (extoid != plans_extension_oid)
+		prepare_plans(extoid);
+
+	pgstat_report_activity(STATE_RUNNING, "sms: claiming and writing back");
+	return true;
+}
+
+void
+sms_outbox_commit(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+int
+sms_outbox_recover_inflight(void)
+{
+	Datum		arg = Int32GetDatum(sms_reconcile_grace_ms);
+
+	if (SPI_execute_plan(recover_plan, &arg, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not recover rows left in sending");
+	return (int) SPI_processed;
+}
+
+static char *
+text_column(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+	char	   *s;
+
+	if (isnull)
+		return NULL;
+	s = TextDatumGetCString(d);
+	/* the provider speaks UTF-8 whatever the database encoding */
+	return pg_server_to_any(s, strlen(s), PG_UTF8);
+}
+
+static int
+compare_jobs(const void *a, const void *b)
+{
+	const SmsJob *ja = *(SmsJob *const *) a;
+	const SmsJob *jb = *(SmsJob *const *) b;
+
+	if (ja->priority != jb->priority)
+		return ja->priority > jb->priority ? -1 : 1;
+	if (ja->due != jb->due)
+		return ja->due < jb->due ? -1 : 1;
+	return ja->id < jb->id ? -1 : (ja->id > jb->id);
+}
+
+/*
+ * Turn the rows a claim returned into jobs, most urgent first (RETURNING
+ * does not keep the claim's order).
+ */
+static SmsJob *
+jobs_from_result(SmsJobKind kind, int *nclaimed)
+{
+	int			n = (int) SPI_processed;
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	SmsJob	  **arr;
+	SmsJob	   *head = NULL;
+	int			i;
+
+	*nclaimed = n;
+	if (n == 0)
+		return NULL;
+
+	arr = palloc(n * sizeof(SmsJob *));
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		SmsJob	   *job = sms_job_create(kind);
+		MemoryContext old = MemoryContextSwitchTo(job->cxt);
+		bool		isnull;
+		Datum		d;
+
+		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		job->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		job->priority = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		job->due = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+		d = SPI_getbinval(tup, desc, 5, &isnull);
+		job->last_attempt_at = isnull ? 0 : DatumGetTimestampTz(d);
+		job->to_number = text_column(tup, desc, 6);
+		job->from_number = text_column(tup, desc, 7);
+		job->body = text_column(tup, desc, 8);
+
+		d = SPI_getbinval(tup, desc, 9, &isnull);
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *nulls;
+			int			j;
+
+			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false,
+							  TYPALIGN_INT, &elems, &nulls, &job->nmedia);
+			job->media_urls = palloc(sizeof(char *) * Max(job->nmedia, 1));
+			for (j = 0; j < job->nmedia; j++)
+				job->media_urls[j] = nulls[j] ? "" : TextDatumGetCString(elems[j]);
+		}
+		MemoryContextSwitchTo(old);
+		arr[i] = job;
+	}
+
+	qsort(arr, n, sizeof(SmsJob *), compare_jobs);
+	for (i = n - 1; i >= 0; i--)
+	{
+		arr[i]->next = head;
+		head = arr[i];
+	}
+	pfree(arr);
+	return head;
+}
+
+SmsJob *
+sms_outbox_claim(int limit, int *nclaimed)
+{
+	Datum		arg = Int32GetDatum(limit);
+
+	if (SPI_execute_plan(claim_plan, &arg, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not claim messages");
+	return jobs_from_result(JOB_SEND, nclaimed);
+}
+
+SmsJob *
+sms_outbox_claim_unknown(int limit, int lease_ms, int *nclaimed)
+{
+	Datum		args[2] = {Int32GetDatum(limit), Int32GetDatum(lease_ms)};
+
+	if (SPI_execute_plan(claim_unknown_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not claim messages to reconcile");
+	return jobs_from_result(JOB_LOOKUP, nclaimed);
+}
+
+/* text Datum for a UTF-8 string from the provider, or NULL */
+static Datum
+provider_text(const char *s, bool *isnull)
+{
+	char	   *conv;
+
+	*isnull = (s == NULL);
+	if (s == NULL)
+		return (Datum) 0;
+	if (!pg_verify_mbstr(PG_UTF8, s, strlen(s), true))
+		s = "(the provider's reply was not valid UTF-8)";
+	conv = pg_any_to_server(s, strlen(s), PG_UTF8);
+	return CStringGetTextDatum(conv);
+}
+
+/*
+ * Record the outcomes of a batch of jobs in one UPDATE.  Returns the number
+ * of rows changed; a row whose state or attempts moved on meanwhile is left
+ * alone.
+ */
+int
+sms_outbox_write_back(SmsWriteBack *wb, int n)
+{
+	Datum	   *cols[13];
+	bool	   *nulls[13];
+	Oid			elemtypes[13] = {INT8OID, TEXTOID, INT4OID, TEXTOID, INT4OID,
+		TEXTOID, TEXTOID, INT4OID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
+	TIMESTAMPTZOID};
+	Datum		args[13];
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			c,
+				i;
+
+	if (n == 0)
+		return 0;
+
+	for (c = 0; c < 13; c++)
+	{
+		cols[c] = palloc(n * sizeof(Datum));
+		nulls[c] = palloc0(n * sizeof(bool));
+	}
+
+	for (i = 0; i < n; i++)
+	{
+		SmsJob	   *job = wb[i].job;
+
+		cols[0][i] = Int64GetDatum(wb[i].id);
+		cols[1][i] = CStringGetTextDatum(wb[i].expected_state);
+		cols[2][i] = Int32GetDatum(wb[i].expected_attempts);
+		cols[3][i] = CStringGetTextDatum(wb[i].new_state);
+		cols[4][i] = Int32GetDatum(wb[i].new_attempts);
+		cols[5][i] = provider_text(job->sid, &nulls[5][i]);
+		cols[6][i] = provider_text(job->status, &nulls[6][i]);
+		cols[7][i] = Int32GetDatum(job->error_code);
+		nulls[7][i] = (job->error_code == 0);
+		cols[8][i] = provider_text(job->error_message, &nulls[8][i]);
+		cols[9][i] = Int32GetDatum(job->num_segments);
+		nulls[9][i] = (job->num_segments < 0);
+		cols[10][i] = provider_text(job->price, &nulls[10][i]);
+		cols[11][i] = provider_text(job->price_unit, &nulls[11][i]);
+		cols[12][i] = TimestampTzGetDatum(wb[i].next_attempt_at);
+		nulls[12][i] = (wb[i].next_attempt_at == 0);
+	}
+
+	for (c = 0; c < 13; c++)
+	{
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+
+		get_typlenbyvalalign(elemtypes[c], &typlen, &typbyval, &typalign);
+		args[c] = PointerGetDatum(construct_md_array(cols[c], nulls[c], 1,
+													 dims, lbs, elemtypes[c],
+													 typlen, typbyval, typalign));
+	}
+
+	if (SPI_execute_plan(write_back_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not write back message outcomes");
+	return (int) SPI_processed;
+}
+
+/* When the next pending or unknown row falls due; 0 if there is none. */
+TimestampTz
+sms_outbox_next_due(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_execute_plan(next_due_plan, NULL, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		return 0;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/* Delete up to one batch of finished rows older than the retention. */
+int
+sms_outbox_purge(int retention_s)
+{
+	Datum		arg = Int32GetDatum(retention_s);
+
+	if (SPI_execute_plan(purge_plan, &arg, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete finished messages");
+	return (int) SPI_processed;
+}

@@ -1,0 +1,34 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.h
+ *	  The SQL the worker runs against sms_outbox.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SMS_OUTBOX_H
+#define SMS_OUTBOX_H
+
+#include "job.h"
+
+/* the outcome of one job, as the write-back records it */
+typedef struct SmsWriteBack
+{
+	int64		id;
+	const char *expected_state;
+	int32		expected_attempts;
+	const char *new_state;
+	int32		new_attempts;
+	TimestampTz next_attempt_at;	/* 0 keeps the row's */
+	SmsJob	   *job;			/* sid, status, errors ... */
+} SmsWriteBack;
+
+extern bool sms_outbox_begin(void);
+extern void sms_outbox_commit(void);
+extern int	sms_outbox_recover_inflight(void);
+extern SmsJob *sms_outbox_claim(int limit, int *nclaimed);
+extern SmsJob *sms_outbox_claim_unknown(int limit, int lease_ms, int *nclaimed);
+extern int	sms_outbox_write_back(SmsWriteBack *wb, int n);
+extern TimestampTz sms_outbox_next_due(void);
+extern int	sms_outbox_purge(int retention_s);
+
+#endif							/* SMS_OUTBOX_H */

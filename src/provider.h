@@ -1,0 +1,64 @@
+/*-------------------------------------------------------------------------
+ *
+ * provider.h
+ *	  What the worker needs from a provider module: build a request for a
+ *	  job, and decide the job's outcome from the reply.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SMS_PROVIDER_H
+#define SMS_PROVIDER_H
+
+#include "job.h"
+
+typedef struct SmsProvider
+{
+	const char *name;
+
+	/* NULL if the provider can be used with the current settings, else why not */
+	const char *(*missing_settings) (void);
+
+	/* set the provider's options (URL, method, body, auth) on job->easy */
+	void		(*prepare_send) (SmsJob *job);
+	void		(*prepare_lookup) (SmsJob *job);
+
+	/* set job->outcome and the fields to write back from the reply */
+	void		(*finish_send) (SmsJob *job);
+
+	/*
+	 * Set job->outcome from a lookup reply; returns true if another page has
+	 * to be fetched first (prepare_lookup is then called again).
+	 */
+	bool		(*finish_lookup) (SmsJob *job);
+} SmsProvider;
+
+extern const SmsProvider sms_twilio_provider;
+
+/* twilio_json.c: the parts of Twilio's JSON replies the worker reads */
+typedef struct TwilioMessage
+{
+	char	   *sid;
+	char	   *status;
+	char	   *to;
+	char	   *from;
+	char	   *messaging_service_sid;
+	char	   *body;
+	char	   *date_created;
+	char	   *num_segments;
+	char	   *price;
+	char	   *price_unit;
+	char	   *code;			/* error replies */
+	char	   *message;		/* error replies */
+} TwilioMessage;
+
+typedef struct TwilioReply
+{
+	TwilioMessage top;			/* the top-level object's fields */
+	TwilioMessage *messages;	/* a list reply's "messages" */
+	int			nmessages;
+	char	   *next_page_uri;
+} TwilioReply;
+
+extern bool twilio_parse_reply(const char *json, int len, TwilioReply *reply);
+
+#endif							/* SMS_PROVIDER_H */

@@ -1,0 +1,86 @@
+/*-------------------------------------------------------------------------
+ *
+ * sms.h
+ *	  Declarations shared by the parts of the sms extension.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SMS_H
+#define SMS_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+#include "utils/array.h"
+
+#define SMS_VERSION "1.0"
+#define SMS_USER_AGENT "pg-sms/" SMS_VERSION " (PostgreSQL extension)"
+
+/* settings (sms.c) */
+extern char *sms_database;
+extern char *sms_provider;
+extern char *sms_api_url;
+extern char *sms_account_sid;
+extern char *sms_auth_token;
+extern char *sms_api_key_sid;
+extern char *sms_api_key_secret;
+extern int	sms_max_concurrency;
+extern int	sms_rate_limit;
+extern int	sms_request_timeout_ms;
+extern int	sms_max_attempts;
+extern int	sms_retry_base_ms;
+extern int	sms_retry_max_ms;
+extern int	sms_reconcile_grace_ms;
+extern char *sms_ca_file;
+extern int	sms_retention_s;
+
+/*
+ * State shared between the worker and the backends that queue messages.
+ */
+#define SMS_CONDITION_LEN 200
+
+typedef struct SmsShared
+{
+	/* set by a committing backend, cleared by the worker before it claims */
+	pg_atomic_uint32 wakeup_requested;
+
+	slock_t		mutex;			/* protects the fields below */
+	Latch	   *worker_latch;	/* NULL while no worker runs */
+	int			worker_pid;
+	TimestampTz condition_since;
+	char		condition[SMS_CONDITION_LEN];
+} SmsShared;
+
+extern SmsShared *sms_shared;
+
+extern Oid	sms_extension_schema(Oid extoid);
+extern void sms_set_condition(const char *fmt,...) pg_attribute_printf(1, 2);
+
+/* enqueue.c */
+extern bool sms_in_worker;
+
+/* validate.c */
+extern void sms_validate_to(const char *to_number);
+extern void sms_validate_from(const char *from_number);
+extern void sms_validate_content(text *body, ArrayType *media_urls);
+extern void sms_validate_idempotency_key(const char *key);
+extern void sms_validate_send_at(TimestampTz send_at);
+extern bool sms_is_messaging_service_sid(const char *from_number);
+
+/* encoding.c */
+typedef enum SmsEncoding
+{
+	SMS_GSM7,
+	SMS_UCS2
+} SmsEncoding;
+
+extern SmsEncoding sms_body_encoding(const char *utf8, int len);
+extern int	sms_body_segments(const char *utf8, int len);
+
+/* worker.c */
+extern PGDLLEXPORT void sms_worker_main(Datum main_arg);
+
+#endif							/* SMS_H */

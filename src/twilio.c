@@ -1,0 +1,488 @@
+/*-------------------------------------------------------------------------
+ *
+ * twilio.c
+ *	  Twilio's Messages API: building requests and deciding outcomes.
+ *
+ *	  Send:   POST {api_url}/2010-04-01/Accounts/{AccountSid}/Messages.json
+ *	  Lookup: GET  the same URL with To, From and DateSent>= filters, paging
+ *			  through next_page_uri, to find out whether an attempt whose
+ *			  outcome is unknown created the message after all (Twilio has
+ *			  no idempotency key).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "provider.h"
+
+#include <time.h>
+
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+/* a lookup gives up (and tries again later) after this many pages */
+#define MAX_LOOKUP_PAGES 50
+#define LOOKUP_PAGE_SIZE 100
+
+/*
+ * A message created this long before our attempt started cannot be ours;
+ * the slack covers clock skew between this server and the provider's.
+ */
+#define MATCH_SLACK_SECS 30
+
+static const char *
+twilio_missing_settings(void)
+{
+	if (sms_account_sid == NULL || sms_account_sid[0] == '\0')
+		return "sms.account_sid is not set";
+	if ((sms_api_key_sid == NULL || sms_api_key_sid[0] == '\0') &&
+		(sms_auth_token == NULL || sms_auth_token[0] == '\0'))
+		return "sms.auth_token (or sms.api_key_sid and sms.api_key_secret) is not set";
+	if (sms_api_key_sid && sms_api_key_sid[0] != '\0' &&
+		(sms_api_key_secret == NULL || sms_api_key_secret[0] == '\0'))
+		return "sms.api_key_secret is not set";
+	return NULL;
+}
+
+/* {api_url}/2010-04-01/Accounts/{AccountSid} without a doubled slash */
+static char *
+account_url(void)
+{
+	int			len = strlen(sms_api_url);
+
+	while (len > 0 && sms_api_url[len - 1] == '/')
+		len--;
+	return psprintf("%.*s/2010-04-01/Accounts/%s", len, sms_api_url,
+					sms_account_sid);
+}
+
+static void
+set_auth(CURL *easy)
+{
+	curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+	if (sms_api_key_sid && sms_api_key_sid[0] != '\0')
+	{
+		curl_easy_setopt(easy, CURLOPT_USERNAME, sms_api_key_sid);
+		curl_easy_setopt(easy, CURLOPT_PASSWORD, sms_api_key_secret);
+	}
+	else
+	{
+		curl_easy_setopt(easy, CURLOPT_USERNAME, sms_account_sid);
+		curl_easy_setopt(easy, CURLOPT_PASSWORD, sms_auth_token);
+	}
+}
+
+static void
+append_param(StringInfo buf, CURL *easy, const char *name, const char *value)
+{
+	char	   *esc = curl_easy_escape(easy, value, 0);
+
+	if (esc == NULL)
+		elog(ERROR, "out of memory escaping a form field");
+	if (buf->len > 0)
+		appendStringInfoChar(buf, '&');
+	appendStringInfo(buf, "%s=%s", name, esc);
+	curl_free(esc);
+}
+
+static void
+twilio_prepare_send(SmsJob *job)
+{
+	CURL	   *easy = job->easy;
+	StringInfoData form;
+	int			i;
+
+	initStringInfo(&form);
+	append_param(&form, easy, "To", job->to_number);
+	if (sms_is_messaging_service_sid(job->from_number))
+		append_param(&form, easy, "MessagingServiceSid", job->from_number);
+	else
+		append_param(&form, easy, "From", job->from_number);
+	if (job->body != NULL && job->body[0] != '\0')
+		append_param(&form, easy, "Body", job->body);
+	/* repeated, as Twilio and its SDKs send it */
+	for (i = 0; i < job->nmedia; i++)
+		append_param(&form, easy, "MediaUrl", job->media_urls[i]);
+
+	job->post_fields = form.data;
+	job->url = psprintf("%s/Messages.json", account_url());
+
+	curl_easy_setopt(easy, CURLOPT_URL, job->url);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, job->post_fields);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) form.len);
+	set_auth(easy);
+}
+
+static void
+twilio_prepare_lookup(SmsJob *job)
+{
+	CURL	   *easy = job->easy;
+
+	if (job->pages == 0)
+	{
+		StringInfoData q;
+		pg_time_t	t;
+		struct pg_tm *tm;
+		char		date[16];
+
+		/*
+		 * DateSent is a UTC date; start from the day of our attempt less the
+		 * slack, so a clock skew around midnight cannot hide the message.
+		 */
+		t = timestamptz_to_time_t(job->last_attempt_at) - 600;
+		tm = pg_gmtime(&t);
+		snprintf(date, sizeof(date), "%04d-%02d-%02d",
+				 tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday);
+
+		initStringInfo(&q);
+		append_param(&q, easy, "To", job->to_number);
+		/* with a Messaging Service the sending number is the provider's pick */
+		if (!sms_is_messaging_service_sid(job->from_number))
+			append_param(&q, easy, "From", job->from_number);
+		append_param(&q, easy, "DateSent>", date);
+		appendStringInfo(&q, "&PageSize=%d", LOOKUP_PAGE_SIZE);
+		job->url = psprintf("%s/Messages.json?%s", account_url(), q.data);
+	}
+
+	curl_easy_setopt(easy, CURLOPT_URL, job->url);
+	curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+	set_auth(easy);
+}
+
+static void
+set_error(SmsJob *job, int code, const char *fmt,...) pg_attribute_printf(3, 4);
+
+static void
+set_error(SmsJob *job, int code, const char *fmt,...)
+{
+	va_list		ap;
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (;;)
+	{
+		int			needed;
+
+		va_start(ap, fmt);
+		needed = appendStringInfoVA(&buf, fmt, ap);
+		va_end(ap);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+	job->error_code = code;
+	job->error_message = buf.data;
+}
+
+/* a transport failure: did the request leave? */
+static void
+transport_failure(SmsJob *job)
+{
+	const char *what = job->curl_error[0] ? job->curl_error :
+		curl_easy_strerror(job->curl_result);
+
+	if (job->response_too_large)
+		what = "the reply was larger than any reply of the provider's";
+	set_error(job, 0, "%s: %s",
+			  job->request_sent ? "transport error after the request was sent" :
+			  "transport error before the request was sent", what);
+	job->outcome = job->request_sent ? OUTCOME_UNKNOWN : OUTCOME_RETRY;
+}
+
+static int
+parse_int(const char *s)
+{
+	long		v;
+	char	   *end;
+
+	if (s == NULL)
+		return 0;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < 0 || v > INT_MAX)
+		return 0;
+	return (int) v;
+}
+
+/* Twilio sends prices as strings such as "-0.00750"; keep only numbers. */
+static char *
+valid_price(const char *s)
+{
+	const char *p = s;
+
+	if (s == NULL)
+		return NULL;
+	if (*p == '-' || *p == '+')
+		p++;
+	if (!isdigit((unsigned char) *p) && *p != '.')
+		return NULL;
+	while (isdigit((unsigned char) *p))
+		p++;
+	if (*p == '.')
+		p++;
+	while (isdigit((unsigned char) *p))
+		p++;
+	return (*p == '\0' && p - s < 40) ? pstrdup(s) : NULL;
+}
+
+static void
+take_message(SmsJob *job, TwilioMessage *m)
+{
+	job->sid = m->sid;
+	job->status = m->status;
+	job->num_segments = m->num_segments ? parse_int(m->num_segments) : -1;
+	if (job->num_segments == 0)
+		job->num_segments = -1;
+	job->price = valid_price(m->price);
+	job->price_unit = m->price_unit;
+	job->error_code = 0;
+	job->error_message = NULL;
+}
+
+/*
+ * Errors about the account, not the message: retrying other messages
+ * would fail the same way, so the queue pauses instead of burning them.
+ */
+static const char *
+account_wide_reason(long http_status, int code)
+{
+	switch (code)
+	{
+		case 20003:
+			return "authentication failed (20003)";
+		case 20005:
+			return "account not active (20005)";
+		case 21606:
+			return "sender not owned by the account (21606)";
+		case 21608:
+			return "trial account cannot send to unverified numbers (21608)";
+		case 20404:
+			if (http_status == 404)
+				return "account not found (20404)";
+			break;
+	}
+	if (http_status == 401 || http_status == 403)
+		return psprintf("credentials refused (HTTP %ld)", http_status);
+	return NULL;
+}
+
+static void
+twilio_finish_send(SmsJob *job)
+{
+	TwilioReply reply;
+	bool		parsed;
+	long		http = job->http_status;
+	int			code;
+	const char *reason;
+
+	if (job->curl_result != CURLE_OK)
+	{
+		transport_failure(job);
+		return;
+	}
+
+	parsed = twilio_parse_reply(job->response.data, job->response.len, &reply);
+
+	if (http == 200 || http == 201)
+	{
+		if (parsed && reply.top.sid != NULL)
+		{
+			take_message(job, &reply.top);
+			job->outcome = OUTCOME_SENT;
+		}
+		else
+		{
+			/* accepted, but we cannot tell the SID: find it later */
+			set_error(job, 0, "HTTP %ld with a reply that has no message SID", http);
+			job->outcome = OUTCOME_UNKNOWN;
+		}
+		return;
+	}
+
+	code = parsed ? parse_int(reply.top.code) : 0;
+	if (parsed && reply.top.message)
+		set_error(job, code, "%s", reply.top.message);
+	else
+		set_error(job, code, "HTTP %ld from the provider", http);
+
+	if (http == 429)
+		job->outcome = OUTCOME_RETRY;	/* never processed */
+	else if ((reason = account_wide_reason(http, code)) != NULL)
+	{
+		job->outcome = OUTCOME_PAUSE;
+		job->pause_reason = pstrdup(reason);
+	}
+	else if (http >= 400 && http < 500)
+		job->outcome = OUTCOME_FAILED;
+	else
+		job->outcome = OUTCOME_UNKNOWN; /* 5xx, or nonsense: it may exist */
+}
+
+static int
+month_number(const char *mon)
+{
+	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May",
+	"Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	int			i;
+
+	for (i = 0; i < 12; i++)
+		if (strncmp(mon, months[i], 3) == 0)
+			return i + 1;
+	return 0;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+static int64
+days_from_civil(int y, int m, int d)
+{
+	int64		era;
+	int			yoe,
+				doy,
+				doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = (int) (y - era * 400);
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+/* Twilio's RFC 2822 dates: "Thu, 26 Nov 2026 22:20:53 +0000"; 0 if not one. */
+static TimestampTz
+parse_rfc2822(const char *s)
+{
+	int			day,
+				year,
+				hh,
+				mm,
+				ss,
+				mon;
+	char		monname[4];
+	char		zone[6];
+	int64		secs;
+	int			off = 0;
+
+	if (s == NULL ||
+		sscanf(s, "%*3s, %d %3s %d %d:%d:%d %5s", &day, monname, &year,
+			   &hh, &mm, &ss, zone) != 7 ||
+		(mon = month_number(monname)) == 0)
+		return 0;
+	if ((zone[0] == '+' || zone[0] == '-') && strlen(zone) == 5)
+	{
+		off = ((zone[1] - '0') * 10 + (zone[2] - '0')) * 3600 +
+			((zone[3] - '0') * 10 + (zone[4] - '0')) * 60;
+		if (zone[0] == '-')
+			off = -off;
+	}
+	secs = days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss - off;
+	return time_t_to_timestamptz((pg_time_t) secs);
+}
+
+static bool
+same_text(const char *a, const char *b)
+{
+	if (a == NULL || a[0] == '\0')
+		return b == NULL || b[0] == '\0';
+	return b != NULL && strcmp(a, b) == 0;
+}
+
+/* Is this listed message the one our attempt may have created? */
+static bool
+matches(SmsJob *job, TwilioMessage *m)
+{
+	TimestampTz created = parse_rfc2822(m->date_created);
+
+	if (!same_text(job->to_number, m->to) || !same_text(job->body, m->body))
+		return false;
+	if (sms_is_messaging_service_sid(job->from_number))
+	{
+		if (!same_text(job->from_number, m->messaging_service_sid))
+			return false;
+	}
+	else if (!same_text(job->from_number, m->from))
+		return false;
+	return created != 0 &&
+		created >= job->last_attempt_at - (int64) MATCH_SLACK_SECS * USECS_PER_SEC;
+}
+
+static bool
+twilio_finish_lookup(SmsJob *job)
+{
+	TwilioReply reply;
+	int			i;
+	const char *reason;
+	int			code;
+
+	job->pages++;
+
+	if (job->curl_result != CURLE_OK)
+	{
+		transport_failure(job);
+		job->error_message = psprintf("lookup failed: %s", job->error_message);
+		job->outcome = OUTCOME_LOOKUP_AGAIN;
+		return false;
+	}
+
+	if (!twilio_parse_reply(job->response.data, job->response.len, &reply))
+	{
+		set_error(job, 0, "lookup failed: HTTP %ld with a reply that is not JSON",
+				  job->http_status);
+		job->outcome = OUTCOME_LOOKUP_AGAIN;
+		return false;
+	}
+
+	if (job->http_status != 200)
+	{
+		code = parse_int(reply.top.code);
+		set_error(job, code, "lookup failed: %s",
+				  reply.top.message ? reply.top.message : "unexpected HTTP status");
+		job->outcome = OUTCOME_LOOKUP_AGAIN;
+		if ((reason = account_wide_reason(job->http_status, code)) != NULL)
+			job->pause_reason = pstrdup(reason);
+		return false;
+	}
+
+	for (i = 0; i < reply.nmessages; i++)
+	{
+		if (matches(job, &reply.messages[i]))
+		{
+			take_message(job, &reply.messages[i]);
+			job->outcome = OUTCOME_SENT;
+			return false;
+		}
+	}
+
+	if (reply.next_page_uri != NULL && reply.next_page_uri[0] == '/')
+	{
+		if (job->pages >= MAX_LOOKUP_PAGES)
+		{
+			set_error(job, 0, "lookup gave up after %d pages", job->pages);
+			job->outcome = OUTCOME_LOOKUP_AGAIN;
+			return false;
+		}
+		else
+		{
+			int			len = strlen(sms_api_url);
+
+			while (len > 0 && sms_api_url[len - 1] == '/')
+				len--;
+			job->url = psprintf("%.*s%s", len, sms_api_url, reply.next_page_uri);
+			resetStringInfo(&job->response);
+			return true;
+		}
+	}
+
+	set_error(job, 0, "the provider has no such message: sending again");
+	job->outcome = OUTCOME_RESEND;
+	return false;
+}
+
+const SmsProvider sms_twilio_provider = {
+	.name = "twilio",
+	.missing_settings = twilio_missing_settings,
+	.prepare_send = twilio_prepare_send,
+	.prepare_lookup = twilio_prepare_lookup,
+	.finish_send = twilio_finish_send,
+	.finish_lookup = twilio_finish_lookup,
+};
