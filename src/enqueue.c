@@ -91,8 +91,8 @@ sms_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-static void
-wake_worker_at_commit(void)
+void
+sms_wake_worker_at_commit(void)
 {
 	if (sms_in_worker || wake_at_commit)
 		return;
@@ -245,13 +245,13 @@ sms_send(PG_FUNCTION_ARGS)
 	{
 		if (key == NULL)
 		{
-			if (SPI_execute_plan(insert_plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
+			if (SPI_execute_plan(insert_plan, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 				elog(ERROR, "could not insert into sms_outbox");
 			id = first_id();
 		}
 		else
 		{
-			if (SPI_execute_plan(insert_keyed_plan, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING)
+			if (SPI_execute_plan(insert_keyed_plan, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 				elog(ERROR, "could not insert into sms_outbox");
 			id = first_id();
 			if (id < 0)
@@ -404,7 +404,7 @@ sms_outbox_wake(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "sms_outbox_wake must be fired as a trigger");
 
-	wake_worker_at_commit();
+	sms_wake_worker_at_commit();
 
 	return PointerGetDatum(NULL);
 }

@@ -415,6 +415,9 @@ sms_check_install(PG_FUNCTION_ARGS)
 				 errhint("Create the extension in database \"%s\", or set sms.database = '%s' in postgresql.conf and restart the server.",
 						 sms_database, dbname ? dbname : "")));
 
+	/* the worker starts serving this database when CREATE EXTENSION commits */
+	sms_wake_worker_at_commit();
+
 	PG_RETURN_VOID();
 }
 

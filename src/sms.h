@@ -61,6 +61,7 @@ extern void sms_set_condition(const char *fmt,...) pg_attribute_printf(1, 2);
 
 /* enqueue.c */
 extern bool sms_in_worker;
+extern void sms_wake_worker_at_commit(void);
 
 /* validate.c */
 extern void sms_validate_to(const char *to_number);

@@ -1,0 +1,101 @@
+# test/test.mk: the project's own targets, included by the Makefile.
+#
+# make deps   install what building and testing need (Debian 12, as root)
+# make test   pg_regress, TAP and conformance tests, each against a real
+#             PostgreSQL server started for the test and an HTTP server on
+#             127.0.0.1 (the Twilio emulator, or Prism)
+# make demo   a throwaway cluster and the emulator; messages sent from SQL
+# make bench  benchmarks that print figures
+#
+# initdb refuses to run as root, so as root the servers run as the
+# unprivileged user $(TEST_USER), from a scratch copy of the tests that this
+# user owns.
+
+TEST_USER ?= postgres
+PG_BINDIR := $(shell $(PG_CONFIG) --bindir)
+PGXS_SRC := $(abspath $(dir $(PGXS))/../..)
+PG_REGRESS_BIN := $(PGXS_SRC)/src/test/regress/pg_regress
+PG_PERL_LIB := $(PGXS_SRC)/src/test/perl
+
+DEB_PACKAGES = build-essential postgresql-15 postgresql-server-dev-15 \
+	libcurl4-openssl-dev libmicrohttpd-dev libipc-run-perl curl openssl \
+	nodejs npm
+
+IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
+ifeq ($(IS_ROOT),yes)
+RUN_AS_TEST_USER = runuser -u $(TEST_USER) --
+else
+RUN_AS_TEST_USER =
+endif
+
+EMULATOR = test/emulator/twilio-emulator
+
+.PHONY: deps emulator prism-deps test test-regress test-tap demo bench
+
+# Install missing Debian packages (only as root; others must have them).
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$(IS_ROOT)" = yes ]; then \
+			echo "installing:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "missing Debian packages:$$missing (run make deps as root)"; exit 1; \
+		fi; \
+	fi
+
+emulator:
+	$(MAKE) -C test/emulator
+
+prism-deps:
+	cd test/prism && npm ci --no-audit --no-fund --loglevel=error
+
+# A scratch directory the test user owns, holding a copy of the tests.
+TEST_ROOT = $(shell mktemp -d /tmp/sms-test.XXXXXX)
+
+test: deps
+	$(MAKE) all
+	$(MAKE) install
+	$(MAKE) emulator
+	$(MAKE) prism-deps
+	@root="$(TEST_ROOT)"; \
+	cp -r sql expected test "$$root/"; \
+	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
+	echo "== pg_regress (temporary instance) in $$root"; \
+	cd "$$root" && $(RUN_AS_TEST_USER) $(PG_REGRESS_BIN) \
+		--temp-instance="$$root/tmp_regress" \
+		--temp-config=test/regress.conf \
+		--inputdir=. --outputdir="$$root" \
+		--bindir=$(PG_BINDIR) \
+		--dbname=contrib_regression \
+		$(REGRESS) || { cat "$$root/regression.diffs"; exit 1; }; \
+	echo "== TAP tests"; \
+	cd "$$root" && $(RUN_AS_TEST_USER) env \
+		PATH="$(PG_BINDIR):$$PATH" \
+		TESTDIR="$$root" \
+		PG_REGRESS="$(PG_REGRESS_BIN)" \
+		SMS_EMULATOR="$$root/$(EMULATOR)" \
+		SMS_PRISM_DIR="$$root/test/prism" \
+		prove -I "$(PG_PERL_LIB)" -I test/perl $(PROVE_FLAGS) $(or $(TESTS),test/t/*.pl) \
+		|| { tail -n 60 "$$root"/tmp_check/log/regress_log_* 2>/dev/null | tail -n 200; exit 1; }
+
+demo: deps
+	$(MAKE) all
+	$(MAKE) install
+	$(MAKE) emulator
+	@root="$(TEST_ROOT)"; \
+	cp test/demo.sh test/demo.sql "$$root/"; cp $(EMULATOR) "$$root/"; \
+	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
+	cd "$$root" && $(RUN_AS_TEST_USER) env PATH="$(PG_BINDIR):$$PATH" \
+		bash ./demo.sh "$$root"
+
+bench: deps
+	$(MAKE) all
+	$(MAKE) install
+	$(MAKE) emulator
+	@root="$(TEST_ROOT)"; \
+	cp -r test "$$root/"; \
+	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
+	cd "$$root" && $(RUN_AS_TEST_USER) env PATH="$(PG_BINDIR):$$PATH" \
+		bash test/bench/run.sh "$$root"

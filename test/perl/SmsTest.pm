@@ -1,0 +1,169 @@
+
+# SmsTest: what the TAP tests of the sms extension share.
+#
+# A test starts the Twilio emulator on a free port of 127.0.0.1, and a
+# PostgreSQL cluster (PostgreSQL::Test::Cluster) whose sms worker points at
+# it; the emulator's control API (/_emulator/...) then tells what arrived.
+
+package SmsTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+
+our @EXPORT = qw(start_emulator sms_node wait_for_rows);
+
+our $ACCOUNT_SID = 'ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
+our $AUTH_TOKEN = 'emulator-token';
+
+my $json = JSON::PP->new->utf8->canonical;
+
+# Start the emulator; returns an object for its control API.
+sub start_emulator
+{
+	my (%opts) = @_;
+	my $port = PostgreSQL::Test::Cluster::get_free_port();
+	my $bin = $ENV{SMS_EMULATOR} // 'test/emulator/twilio-emulator';
+	my @cmd = ($bin, '--port', $port, '--quiet', @{ $opts{args} // [] });
+	my $scheme = 'http';
+
+	if ($opts{tls_cert})
+	{
+		push @cmd, '--tls-cert', $opts{tls_cert}, '--tls-key', $opts{tls_key};
+		$scheme = 'https';
+	}
+
+	my ($in, $out, $err) = ('', '', '');
+	my $h = IPC::Run::start(\@cmd, \$in, \$out, \$err);
+	my $deadline = time() + 10;
+	while ($out !~ /listening on/ && time() < $deadline)
+	{
+		$h->pump_nb;
+		usleep(20_000);
+	}
+	die "emulator did not start: $out $err" unless $out =~ /listening on/;
+
+	my $self = bless {
+		handle => $h,
+		port => $port,
+		url => "$scheme://127.0.0.1:$port",
+		cacert => $opts{tls_cert},
+	}, 'SmsTest::Emulator';
+	return $self;
+}
+
+# A cluster whose worker sends to the emulator, with short retry and
+# reconciliation times so that tests run fast; CREATE EXTENSION done.
+sub sms_node
+{
+	my ($name, $emu, %opts) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(extra => [ '--encoding=UTF8', '--locale=C' ], %{ $opts{init} // {} });
+	my $url = $emu ? $emu->{url} : 'http://127.0.0.1:9';
+	$node->append_conf(
+		'postgresql.conf', qq{
+shared_preload_libraries = 'sms'
+sms.api_url = '$url'
+sms.account_sid = '$ACCOUNT_SID'
+sms.auth_token = '$AUTH_TOKEN'
+sms.reconcile_grace = '300ms'
+sms.retry_base = '50ms'
+sms.retry_max = '500ms'
+sms.request_timeout = '5s'
+} . ($opts{conf} // ''));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION sms')
+	  unless $opts{no_extension};
+	return $node;
+}
+
+# Wait until $sql (returning one value) returns $expected.
+sub wait_for_rows
+{
+	my ($node, $sql, $expected, $what) = @_;
+	my $ok = $node->poll_query_until('postgres', $sql, $expected);
+	ok($ok, $what // "waited for: $sql = $expected");
+	return $ok;
+}
+
+package SmsTest::Emulator;
+
+use strict;
+use warnings;
+
+sub _curl
+{
+	my ($self, @args) = @_;
+	my @cmd = ('curl', '-sS', '--max-time', '30');
+	push @cmd, '--cacert', $self->{cacert} if $self->{cacert};
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ @cmd, @args ], '>', \$out, '2>', \$err)
+	  or die "curl @args failed: $err";
+	return $out;
+}
+
+sub url { return $_[0]->{url}; }
+
+sub get_json
+{
+	my ($self, $path) = @_;
+	return $json->decode($self->_curl($self->{url} . $path));
+}
+
+# All API requests the emulator saw, oldest first.
+sub requests { return $_[0]->get_json('/_emulator/requests'); }
+
+# All messages it created.
+sub messages { return $_[0]->get_json('/_emulator/messages'); }
+
+sub summary { return $_[0]->get_json('/_emulator/summary'); }
+
+# Message creates (POST .../Messages.json) seen, as request records.
+sub creates
+{
+	my ($self) = @_;
+	return [ grep { $_->{method} eq 'POST' && $_->{path} =~ m{/Messages\.json$} }
+		  @{ $self->requests } ];
+}
+
+# Messages created per body: { body => count }.
+sub created_per_body
+{
+	my ($self) = @_;
+	my %n;
+	$n{ $_->{body} // '' }++ for @{ $self->messages };
+	return \%n;
+}
+
+sub _post_form
+{
+	my ($self, $path, %form) = @_;
+	my @args = ('-X', 'POST');
+	push @args, '--data-urlencode', "$_=$form{$_}" for sort keys %form;
+	return $self->_curl(@args, $self->{url} . $path);
+}
+
+sub fault { my ($self, %rule) = @_; return $self->_post_form('/_emulator/faults', %rule); }
+sub clear_faults { my ($self) = @_; return $self->_curl('-X', 'DELETE', $self->{url} . '/_emulator/faults'); }
+sub reset { my ($self) = @_; return $self->_post_form('/_emulator/reset'); }
+sub config { my ($self, %kv) = @_; return $self->_post_form('/_emulator/config', %kv); }
+
+sub stop
+{
+	my ($self) = @_;
+	return unless $self->{handle};
+	$self->{handle}->signal('TERM');
+	$self->{handle}->finish;
+	delete $self->{handle};
+}
+
+sub DESTROY { $_[0]->stop; }
+
+1;
