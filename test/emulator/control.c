@@ -1,0 +1,282 @@
+/*-------------------------------------------------------------------------
+ *
+ * control.c
+ *	  The control API under /_emulator/: faults, reset, config and reports.
+ *
+ *	  It needs no credentials (the emulator only listens on 127.0.0.1) and
+ *	  is neither logged nor delayed, so tests can inspect the emulator
+ *	  without disturbing what they measure.  Parameters are read from the
+ *	  form body or, failing that, from the query string.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "emulator.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct Params
+{
+	Form		body;
+	Form		query;
+} Params;
+
+static const FormField *
+param(const Params *p, const char *key)
+{
+	const FormField *f = form_get(&p->body, key);
+
+	return f ? f : form_get(&p->query, key);
+}
+
+static void
+control_error(Reply *r, int status, const char *message)
+{
+	r->status = status;
+	r->body.len = 0;
+	buf_puts(&r->body, "{\"error\": ");
+	json_cstr(&r->body, message);
+	buf_puts(&r->body, "}\n");
+}
+
+/* An integer parameter within [min, max]; false (and a 400) if malformed. */
+static bool
+int_param(const Params *p, const char *key, int64_t min, int64_t max,
+		  int64_t *out, Reply *r)
+{
+	const FormField *f = param(p, key);
+	char		msg[128];
+
+	if (f == NULL)
+		return true;
+	if (!parse_int(f->val, f->vlen, out) || *out < min || *out > max)
+	{
+		snprintf(msg, sizeof(msg), "%s must be an integer between %lld and %lld",
+				 key, (long long) min, (long long) max);
+		control_error(r, 400, msg);
+		return false;
+	}
+	return true;
+}
+
+static void
+add_fault(const Params *p, Reply *r)
+{
+	const FormField *action_f = param(p, "action");
+	const FormField *to = param(p, "to");
+	FaultAction action;
+	int64_t		count = -1,
+				percent = 100,
+				delay_ms = 1000,
+				retry_after = 1;
+	int			id;
+
+	if (action_f == NULL ||
+		(action = fault_parse(action_f->val, action_f->vlen)) == FAULT_NONE)
+	{
+		control_error(r, 400, "action must be one of 500_before, 500_after, 503_after, 429, 429_retry_after, delay, drop_after, drop_before, auth_fail");
+		return;
+	}
+	if (!int_param(p, "count", -1, INT64_C(1000000000000), &count, r) ||
+		!int_param(p, "percent", 0, 100, &percent, r) ||
+		!int_param(p, "delay_ms", 0, 3600000, &delay_ms, r) ||
+		!int_param(p, "retry_after", 0, 86400, &retry_after, r))
+		return;
+	if (to && to->vlen == 0)
+		to = NULL;
+	id = fault_add(action, to ? to->val : NULL, to ? to->vlen : 0, count,
+				   (int) percent, (int) delay_ms, (int) retry_after);
+	if (!cfg.quiet)
+		fprintf(stderr, "twilio-emulator: fault rule %d: %s\n", id,
+				fault_name(action));
+	r->status = 200;
+	buf_puts(&r->body, "{\"id\": ");
+	buf_put_int(&r->body, id);
+	buf_puts(&r->body, "}\n");
+}
+
+static void
+config_json(Buf *b)
+{
+	pthread_mutex_lock(&cfg.lock);
+	buf_puts(b, "{\"account_sid\": ");
+	json_cstr(b, cfg.account_sid);
+	buf_puts(b, ", \"auth_token\": ");
+	json_cstr(b, cfg.auth_token);
+	buf_puts(b, ", \"api_key_sid\": ");
+	json_cstr(b, cfg.api_key_sid);
+	pthread_mutex_unlock(&cfg.lock);
+	buf_puts(b, ", \"delay_ms\": ");
+	buf_put_int(b, atomic_load(&cfg.delay_ms));
+	buf_puts(b, ", \"progress_ms\": ");
+	buf_put_int(b, atomic_load(&cfg.progress_ms));
+	buf_puts(b, "}\n");
+}
+
+static void
+set_config(const Params *p, Reply *r)
+{
+	const FormField *token = param(p, "auth_token");
+	const FormField *key_sid = param(p, "api_key_sid");
+	const FormField *key_secret = param(p, "api_key_secret");
+	int64_t		delay_ms = -2,
+				progress_ms = -2;
+
+	if (!int_param(p, "delay_ms", 0, 3600000, &delay_ms, r) ||
+		!int_param(p, "progress_ms", -1, 86400000, &progress_ms, r))
+		return;
+	if (token && token->vlen == 0)
+	{
+		control_error(r, 400, "auth_token must not be empty");
+		return;
+	}
+	pthread_mutex_lock(&cfg.lock);
+	if (token)
+		config_set_str(&cfg.auth_token, token->val, token->vlen);
+	/* an empty api_key_sid removes the API key */
+	if (key_sid)
+		config_set_str(&cfg.api_key_sid, key_sid->val, key_sid->vlen);
+	if (key_secret)
+		config_set_str(&cfg.api_key_secret, key_secret->val, key_secret->vlen);
+	pthread_mutex_unlock(&cfg.lock);
+	if (delay_ms >= 0)
+		atomic_store(&cfg.delay_ms, (int) delay_ms);
+	if (progress_ms >= -1)
+		atomic_store(&cfg.progress_ms, (int) progress_ms);
+	if (!cfg.quiet)
+		fprintf(stderr, "twilio-emulator: config changed\n");
+	r->status = 200;
+	config_json(&r->body);
+}
+
+static void
+messages_json(Buf *b)
+{
+	size_t		i,
+				j,
+				n;
+	int64_t		now = now_us();
+	MsgView		v;
+
+	pthread_mutex_lock(&store_lock);
+	n = store_count();
+	buf_grow(b, n * 300 + 4);
+	buf_putc(b, '[');
+	for (i = 0; i < n; i++)
+	{
+		const Message *m = store_at(i);
+
+		if (i > 0)
+			buf_puts(b, ",\n");
+		buf_puts(b, "{\"sid\": \"");
+		buf_puts(b, m->sid);
+		buf_puts(b, "\", \"to\": ");
+		json_cstr(b, m->to);
+		buf_puts(b, ", \"from\": ");
+		json_cstr(b, m->from);
+		buf_puts(b, ", \"messaging_service_sid\": ");
+		json_cstr(b, m->service_sid);
+		buf_puts(b, ", \"body\": ");
+		json_str(b, m->body, m->body_len);
+		buf_puts(b, ", \"media_urls\": [");
+		for (j = 0; j < (size_t) m->num_media; j++)
+		{
+			if (j > 0)
+				buf_puts(b, ", ");
+			json_cstr(b, m->media[j]);
+		}
+		buf_puts(b, "], \"status\": \"");
+		/* the same lazy progression a fetch would show */
+		message_view(m, now, false, &v);
+		buf_puts(b, v.status);
+		buf_puts(b, "\", \"deleted\": ");
+		buf_puts(b, m->deleted ? "true" : "false");
+		buf_puts(b, ", \"num_segments\": ");
+		buf_put_int(b, m->num_segments);
+		buf_puts(b, ", \"date_created\": ");
+		json_date(b, m->created_us);
+		buf_puts(b, ", \"created_us\": ");
+		buf_put_int(b, m->created_us);
+		buf_putc(b, '}');
+	}
+	buf_puts(b, "]\n");
+	pthread_mutex_unlock(&store_lock);
+}
+
+void
+control_handle(const char *method, const char *path, const char *query,
+			   const char *body, size_t body_len, Reply *r)
+{
+	Params		p;
+	const char *what = path + strlen("/_emulator/");
+	bool		get = strcmp(method, "GET") == 0;
+	bool		post = strcmp(method, "POST") == 0;
+	bool		del = strcmp(method, "DELETE") == 0;
+
+	form_parse(&p.body, body, body_len);
+	form_parse(&p.query, query, strlen(query));
+
+	if (strcmp(what, "faults") == 0 && post)
+		add_fault(&p, r);
+	else if (strcmp(what, "faults") == 0 && del)
+	{
+		int			n = fault_clear();
+
+		r->status = 200;
+		buf_puts(&r->body, "{\"cleared\": ");
+		buf_put_int(&r->body, n);
+		buf_puts(&r->body, "}\n");
+	}
+	else if (strcmp(what, "faults") == 0 && get)
+	{
+		r->status = 200;
+		fault_list_json(&r->body);
+	}
+	else if (strcmp(what, "reset") == 0 && post)
+	{
+		fault_clear();
+		store_reset();
+		log_reset();
+		if (!cfg.quiet)
+			fprintf(stderr, "twilio-emulator: reset\n");
+		r->status = 200;
+		buf_puts(&r->body, "{\"reset\": true}\n");
+	}
+	else if (strcmp(what, "config") == 0 && post)
+		set_config(&p, r);
+	else if (strcmp(what, "config") == 0 && get)
+	{
+		r->status = 200;
+		config_json(&r->body);
+	}
+	else if (strcmp(what, "requests") == 0 && get)
+	{
+		int64_t		since = 0;
+
+		if (int_param(&p, "since", INT64_MIN / 2, INT64_MAX / 2, &since, r))
+		{
+			r->status = 200;
+			log_requests_json(&r->body, since);
+		}
+	}
+	else if (strcmp(what, "messages") == 0 && get)
+	{
+		r->status = 200;
+		messages_json(&r->body);
+	}
+	else if (strcmp(what, "summary") == 0 && get)
+	{
+		r->status = 200;
+		log_summary_json(&r->body);
+	}
+	else if (strcmp(what, "health") == 0 && get)
+	{
+		r->status = 200;
+		buf_puts(&r->body, "{\"ok\": true}\n");
+	}
+	else
+		control_error(r, 404, "no such control endpoint or method");
+
+	form_free(&p.body);
+	form_free(&p.query);
+}

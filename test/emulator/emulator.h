@@ -1,0 +1,284 @@
+/*-------------------------------------------------------------------------
+ *
+ * emulator.h
+ *	  Shared declarations of the Twilio Messages API emulator.
+ *
+ *	  The emulator is a test fixture: it answers like Twilio's Messages API
+ *	  (version 2010-04-01), can be told to misbehave, and remembers every
+ *	  request so that tests can prove nothing was lost or sent twice.  It is
+ *	  also the far end of the benchmarks, so the per-request path is kept
+ *	  short: one parse of the form, one lock for the store, one for the log.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EMULATOR_H
+#define EMULATOR_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define lengthof(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---------- json.c: growable buffer, JSON and URL writing, dates ---------- */
+
+typedef struct Buf
+{
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+} Buf;
+
+extern void buf_init(Buf *b, size_t cap);
+extern void buf_free(Buf *b);
+extern void buf_grow(Buf *b, size_t extra);
+extern void buf_put(Buf *b, const char *s, size_t n);
+extern void buf_puts(Buf *b, const char *s);
+extern void buf_printf(Buf *b, const char *fmt,...)
+			__attribute__((format(printf, 2, 3)));
+extern void buf_put_int(Buf *b, int64_t v);
+extern char *buf_steal(Buf *b, size_t *len);
+
+static inline void
+buf_putc(Buf *b, char c)
+{
+	if (b->len + 1 > b->cap)
+		buf_grow(b, 1);
+	b->data[b->len++] = c;
+}
+
+extern void json_str(Buf *b, const char *s, size_t n);
+extern void json_cstr(Buf *b, const char *s);
+extern void json_date(Buf *b, int64_t us);
+extern void json_error(Buf *b, int code, const char *message, int status);
+extern void url_encode(Buf *b, const char *s, size_t n);
+
+extern int64_t now_us(void);
+extern int64_t mono_us(void);
+
+/* ---------- form.c: application/x-www-form-urlencoded ---------- */
+
+typedef struct FormField
+{
+	const char *key;
+	size_t		klen;
+	const char *val;
+	size_t		vlen;
+} FormField;
+
+typedef struct Form
+{
+	char	   *store;			/* decoded copy; fields point into it */
+	FormField  *f;
+	int			n;
+	int			cap;
+	FormField	small[16];		/* spares a malloc for ordinary requests */
+} Form;
+
+extern void form_parse(Form *form, const char *data, size_t len);
+extern void form_free(Form *form);
+extern const FormField *form_get(const Form *form, const char *key);
+extern int	form_count(const Form *form, const char *key);
+extern bool field_eq(const char *s, size_t n, const char *cstr);
+extern bool parse_int(const char *s, size_t n, int64_t *out);
+
+/* ---------- config, shared by every thread ---------- */
+
+typedef struct Config
+{
+	char		account_sid[64];
+	bool		quiet;
+
+	/* credentials can be changed at run time through /_emulator/config */
+	pthread_mutex_t lock;
+	char	   *auth_token;
+	char	   *api_key_sid;
+	char	   *api_key_secret;
+
+	atomic_int	delay_ms;		/* reply delay of every API request */
+	atomic_int	progress_ms;	/* queued->sent; -1 = never progress */
+} Config;
+
+extern Config cfg;
+
+extern bool config_check_auth(const char *user, size_t ulen,
+							  const char *pass, size_t plen);
+extern void config_set_str(char **field, const char *val, size_t len);
+
+/* ---------- a reply, as the handlers build it ---------- */
+
+typedef struct Reply
+{
+	int			status;			/* HTTP status; 0 = close without reply */
+	Buf			body;			/* JSON, may be empty */
+	int			retry_after;	/* > 0: send Retry-After */
+	bool		www_authenticate;
+	int			fault;			/* FaultAction applied, FAULT_NONE if none */
+	int			delay_ms;		/* -1: the global delay applies */
+	int			kind;			/* ReqKind, for the summary */
+} Reply;
+
+extern void reply_error(Reply *r, int status, int code, const char *message);
+
+/* ---------- store.c: messages ---------- */
+
+typedef struct Message
+{
+	int64_t		serial;			/* creation counter, also in the sid */
+	char		sid[35];
+	bool		via_service;	/* MessagingServiceSid given: "accepted" */
+	bool		deleted;
+	int			num_segments;
+	int			num_media;
+	int64_t		created_us;
+	int64_t		canceled_us;	/* 0 unless canceled */
+	int64_t		redacted_us;	/* 0 unless the body was redacted */
+	char	   *to;
+	char	   *from;			/* NULL with a messaging service */
+	char	   *service_sid;	/* NULL without one */
+	char	   *body;
+	size_t		body_len;
+	char	  **media;
+} Message;
+
+typedef struct NewMessage
+{
+	const char *to;
+	size_t		to_len;
+	const char *from;
+	size_t		from_len;
+	const char *service_sid;
+	size_t		service_len;
+	const char *body;
+	size_t		body_len;
+	int			num_media;
+	const FormField **media;
+	int			num_segments;
+} NewMessage;
+
+extern pthread_mutex_t store_lock;
+extern Message *store_add(const NewMessage *nm, int64_t created_us);
+extern Message *store_find(const char *sid, size_t len);
+extern size_t store_count(void);
+extern Message *store_at(size_t i);
+extern size_t store_index_of(const Message *m);
+extern void store_reset(void);
+extern void store_shutdown(void);
+
+/* ---------- store.c: request log ---------- */
+
+typedef enum ReqKind
+{
+	KIND_OTHER = 0,
+	KIND_CREATE,
+	KIND_LIST,
+	KIND_FETCH,
+	KIND_UPDATE,
+	KIND_DELETE
+} ReqKind;
+
+typedef struct LogInput
+{
+	int64_t		seq;
+	int64_t		t_us;
+	const char *method;
+	char	   *uri;			/* raw path?query; ownership moves to log */
+	size_t		path_len;
+	char	   *body;			/* raw form body; ownership moves to log */
+	size_t		body_len;
+	const char *auth_user;
+	size_t		auth_user_len;
+	const char *user_agent;
+	const char *content_type;
+	const char *accept;
+	int			status;
+	int			fault;
+	int			kind;
+} LogInput;
+
+extern void log_append(LogInput *in);
+extern void log_requests_json(Buf *b, int64_t since);
+extern void log_summary_json(Buf *b);
+extern void log_reset(void);
+extern int64_t log_next_seq(void);
+
+/* ---------- faults.c ---------- */
+
+typedef enum FaultAction
+{
+	FAULT_NONE = 0,
+	FAULT_500_BEFORE,
+	FAULT_500_AFTER,
+	FAULT_503_AFTER,
+	FAULT_429,
+	FAULT_429_RETRY_AFTER,
+	FAULT_DELAY,
+	FAULT_DROP_AFTER,
+	FAULT_DROP_BEFORE,
+	FAULT_AUTH_FAIL
+} FaultAction;
+
+typedef struct FaultHit
+{
+	FaultAction action;
+	int			rule_id;
+	int			delay_ms;
+	int			retry_after;
+} FaultHit;
+
+extern FaultAction fault_parse(const char *s, size_t n);
+extern const char *fault_name(int action);
+extern int	fault_add(FaultAction action, const char *to, size_t to_len,
+					  int64_t count, int percent, int delay_ms,
+					  int retry_after);
+extern bool fault_match(const char *to, size_t to_len, FaultHit *hit);
+extern int	fault_clear(void);
+extern void fault_list_json(Buf *b);
+
+/* ---------- segments.c ---------- */
+
+extern int	body_segments(const char *s, size_t len);
+extern size_t utf8_chars(const char *s, size_t len);
+
+/* ---------- twilio.c: the Messages API ---------- */
+
+typedef struct ApiRequest
+{
+	const char *method;
+	const char *path;			/* decoded path, without query */
+	const char *query;			/* raw query string, "" if none */
+	const char *body;
+	size_t		body_len;
+	const char *auth_user;		/* NULL if no usable Basic credentials */
+	size_t		auth_user_len;
+	const char *auth_pass;
+	size_t		auth_pass_len;
+} ApiRequest;
+
+typedef struct MsgView
+{
+	const char *status;
+	int64_t		sent_us;		/* 0: not sent (date_sent null) */
+	int64_t		updated_us;
+} MsgView;
+
+extern void twilio_handle(const ApiRequest *req, Reply *reply);
+extern void message_view(const Message *m, int64_t now, bool fresh,
+						 MsgView *v);
+
+/* ---------- control.c: /_emulator/ ---------- */
+
+extern void control_handle(const char *method, const char *path,
+						   const char *query, const char *body,
+						   size_t body_len, Reply *reply);
+
+/* ---------- delay.c: wake suspended connections later ---------- */
+
+struct MHD_Connection;
+extern void delay_start(void);
+extern void delay_stop(void);
+extern void delay_add(struct MHD_Connection *conn, int64_t wake_mono_us);
+
+#endif							/* EMULATOR_H */

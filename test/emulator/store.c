@@ -1,0 +1,516 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.c
+ *	  The messages the emulator has created, and the log of API requests.
+ *
+ *	  Messages live in one array in creation order.  Their sids carry a
+ *	  per-run random prefix and the creation counter, so a fetch finds its
+ *	  message by arithmetic instead of a hash table, and a sid is never
+ *	  reused even across /_emulator/reset.  Each message is one allocation
+ *	  holding its strings.
+ *
+ *	  The request log keeps each request's raw URI and raw form body, and
+ *	  parses the body again only when someone asks for the log: that keeps
+ *	  the per-request cost to moving two pointers.  Sequence numbers are
+ *	  taken at arrival but entries are appended when the reply is decided,
+ *	  so the report sorts them back into arrival order.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "emulator.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static Message **msgs;
+static size_t nmsgs;
+static size_t capmsgs;
+static int64_t next_serial = 1;	/* never reset: sids stay unique */
+static int64_t base_serial = 1;	/* serial of msgs[0] */
+static char sid_prefix[17];
+
+static void *
+xmalloc(size_t n)
+{
+	void	   *p = malloc(n);
+
+	if (p == NULL)
+	{
+		fprintf(stderr, "twilio-emulator: out of memory\n");
+		abort();
+	}
+	return p;
+}
+
+/* A random sid prefix per run, so sids differ between emulator runs. */
+static void
+init_prefix(void)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char rnd[8];
+	int			fd = open("/dev/urandom", O_RDONLY);
+	int			i;
+
+	if (fd < 0 || read(fd, rnd, sizeof(rnd)) != (ssize_t) sizeof(rnd))
+	{
+		uint64_t	x = (uint64_t) now_us() ^ ((uint64_t) getpid() << 32);
+
+		memcpy(rnd, &x, sizeof(rnd));
+	}
+	if (fd >= 0)
+		close(fd);
+	for (i = 0; i < 8; i++)
+	{
+		sid_prefix[2 * i] = hex[rnd[i] >> 4];
+		sid_prefix[2 * i + 1] = hex[rnd[i] & 15];
+	}
+	sid_prefix[16] = '\0';
+}
+
+static char *
+copy_str(char **dst, const char *s, size_t n)
+{
+	char	   *p = *dst;
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	*dst += n + 1;
+	return p;
+}
+
+/*
+ * Build the message (one allocation) and append it.  The caller holds
+ * store_lock, so serials are appended in order and msgs[i] has serial
+ * base_serial + i.
+ */
+Message *
+store_add(const NewMessage *nm, int64_t created_us)
+{
+	size_t		size = sizeof(Message) + sizeof(char *) * nm->num_media;
+	Message    *m;
+	char	   *p;
+	int			i;
+	static const char hex[] = "0123456789abcdef";
+	uint64_t	serial;
+
+	size += nm->to_len + 1 + nm->body_len + 1;
+	if (nm->from)
+		size += nm->from_len + 1;
+	if (nm->service_sid)
+		size += nm->service_len + 1;
+	for (i = 0; i < nm->num_media; i++)
+		size += nm->media[i]->vlen + 1;
+
+	m = xmalloc(size);
+	memset(m, 0, sizeof(Message));
+	m->media = (char **) (m + 1);
+	p = (char *) (m->media + nm->num_media);
+	m->to = copy_str(&p, nm->to, nm->to_len);
+	m->body = copy_str(&p, nm->body ? nm->body : "", nm->body_len);
+	m->body_len = nm->body_len;
+	m->from = nm->from ? copy_str(&p, nm->from, nm->from_len) : NULL;
+	m->service_sid = nm->service_sid ? copy_str(&p, nm->service_sid, nm->service_len) : NULL;
+	m->via_service = (nm->service_sid != NULL);
+	m->num_media = nm->num_media;
+	for (i = 0; i < nm->num_media; i++)
+		m->media[i] = copy_str(&p, nm->media[i]->val, nm->media[i]->vlen);
+	m->num_segments = nm->num_segments;
+	m->created_us = created_us;
+
+	if (sid_prefix[0] == '\0')
+		init_prefix();
+	m->serial = next_serial++;
+	serial = (uint64_t) m->serial;
+	m->sid[0] = 'S';
+	m->sid[1] = 'M';
+	memcpy(m->sid + 2, sid_prefix, 16);
+	for (i = 0; i < 16; i++)
+		m->sid[2 + 16 + i] = hex[(serial >> (60 - 4 * i)) & 15];
+	m->sid[34] = '\0';
+
+	if (nmsgs == capmsgs)
+	{
+		capmsgs = capmsgs ? capmsgs * 2 : 1024;
+		msgs = realloc(msgs, sizeof(Message *) * capmsgs);
+		if (msgs == NULL)
+		{
+			fprintf(stderr, "twilio-emulator: out of memory\n");
+			abort();
+		}
+	}
+	msgs[nmsgs++] = m;
+	return m;
+}
+
+/* Find a message by sid (deleted ones too); caller holds store_lock. */
+Message *
+store_find(const char *sid, size_t len)
+{
+	uint64_t	serial = 0;
+	size_t		i;
+	int64_t		idx;
+
+	if (len != 34 || sid[0] != 'S' || sid[1] != 'M' || sid_prefix[0] == '\0' ||
+		memcmp(sid + 2, sid_prefix, 16) != 0)
+		return NULL;
+	for (i = 18; i < 34; i++)
+	{
+		char		c = sid[i];
+
+		serial <<= 4;
+		if (c >= '0' && c <= '9')
+			serial |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			serial |= c - 'a' + 10;
+		else
+			return NULL;
+	}
+	idx = (int64_t) serial - base_serial;
+	if (idx < 0 || (size_t) idx >= nmsgs)
+		return NULL;
+	return msgs[idx];
+}
+
+size_t
+store_count(void)
+{
+	return nmsgs;
+}
+
+Message *
+store_at(size_t i)
+{
+	return msgs[i];
+}
+
+size_t
+store_index_of(const Message *m)
+{
+	return (size_t) (m->serial - base_serial);
+}
+
+void
+store_reset(void)
+{
+	size_t		i;
+
+	pthread_mutex_lock(&store_lock);
+	for (i = 0; i < nmsgs; i++)
+		free(msgs[i]);
+	nmsgs = 0;
+	base_serial = next_serial;
+	pthread_mutex_unlock(&store_lock);
+}
+
+/* ---------------------------------------------------------------------- */
+
+typedef struct LogEntry
+{
+	int64_t		seq;
+	int64_t		t_us;
+	char	   *uri;
+	char	   *body;
+	char	   *hdrs;			/* auth_user, user_agent, content_type, accept */
+	uint32_t	path_len;
+	uint32_t	body_len;
+	int16_t		status;
+	int8_t		fault;
+	uint8_t		present;		/* bit i: header i of hdrs present */
+	char		method[8];
+} LogEntry;
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static LogEntry *entries;
+static size_t nentries;
+static size_t capentries;
+static atomic_llong seq_counter = 1;
+
+/* summary counters, kept as entries are appended */
+static int64_t count_requests;
+static int64_t count_kind[KIND_DELETE + 1];
+static int64_t count_status[600];
+
+int64_t
+log_next_seq(void)
+{
+	return atomic_fetch_add(&seq_counter, 1);
+}
+
+void
+log_append(LogInput *in)
+{
+	const char *h[4] = {NULL, in->user_agent, in->content_type, in->accept};
+	size_t		hl[4];
+	size_t		total = 0;
+	LogEntry	e;
+	int			i;
+	char	   *p;
+
+	memset(&e, 0, sizeof(e));
+	e.seq = in->seq;
+	e.t_us = in->t_us;
+	e.uri = in->uri;
+	e.path_len = (uint32_t) in->path_len;
+	e.body = in->body;
+	e.body_len = (uint32_t) in->body_len;
+	e.status = (int16_t) in->status;
+	e.fault = (int8_t) in->fault;
+	strncpy(e.method, in->method, sizeof(e.method) - 1);
+	in->uri = NULL;
+	in->body = NULL;
+
+	/* pack the four header strings into one allocation */
+	hl[0] = in->auth_user ? in->auth_user_len : 0;
+	if (in->auth_user)
+		e.present |= 1;
+	for (i = 1; i < 4; i++)
+	{
+		hl[i] = h[i] ? strlen(h[i]) : 0;
+		if (h[i])
+			e.present |= 1 << i;
+	}
+	for (i = 0; i < 4; i++)
+		total += hl[i] + 1;
+	p = e.hdrs = xmalloc(total);
+	h[0] = in->auth_user;
+	for (i = 0; i < 4; i++)
+	{
+		if (hl[i])
+			memcpy(p, h[i], hl[i]);
+		p[hl[i]] = '\0';
+		p += hl[i] + 1;
+	}
+
+	pthread_mutex_lock(&log_lock);
+	if (nentries == capentries)
+	{
+		capentries = capentries ? capentries * 2 : 4096;
+		entries = realloc(entries, sizeof(LogEntry) * capentries);
+		if (entries == NULL)
+		{
+			fprintf(stderr, "twilio-emulator: out of memory\n");
+			abort();
+		}
+	}
+	entries[nentries++] = e;
+	count_requests++;
+	if (in->kind >= 0 && in->kind <= KIND_DELETE)
+		count_kind[in->kind]++;
+	if (in->status >= 0 && in->status < 600)
+		count_status[in->status]++;
+	pthread_mutex_unlock(&log_lock);
+}
+
+static int
+cmp_seq(const void *a, const void *b)
+{
+	const LogEntry *x = *(const LogEntry *const *) a;
+	const LogEntry *y = *(const LogEntry *const *) b;
+
+	return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* The form as an object; repeated keys become arrays, in first-seen order. */
+static void
+form_json(Buf *b, const char *body, size_t len)
+{
+	Form		f;
+	int			i,
+				j;
+	bool		first = true;
+
+	form_parse(&f, body, len);
+	buf_putc(b, '{');
+	for (i = 0; i < f.n; i++)
+	{
+		int			count = 0;
+		bool		seen = false;
+
+		for (j = 0; j < i && !seen; j++)
+			seen = (f.f[j].klen == f.f[i].klen &&
+					memcmp(f.f[j].key, f.f[i].key, f.f[i].klen) == 0);
+		if (seen)
+			continue;
+		for (j = i; j < f.n; j++)
+			if (f.f[j].klen == f.f[i].klen &&
+				memcmp(f.f[j].key, f.f[i].key, f.f[i].klen) == 0)
+				count++;
+		if (!first)
+			buf_puts(b, ", ");
+		first = false;
+		json_str(b, f.f[i].key, f.f[i].klen);
+		buf_puts(b, ": ");
+		if (count == 1)
+			json_str(b, f.f[i].val, f.f[i].vlen);
+		else
+		{
+			bool		firstv = true;
+
+			buf_putc(b, '[');
+			for (j = i; j < f.n; j++)
+				if (f.f[j].klen == f.f[i].klen &&
+					memcmp(f.f[j].key, f.f[i].key, f.f[i].klen) == 0)
+				{
+					if (!firstv)
+						buf_puts(b, ", ");
+					firstv = false;
+					json_str(b, f.f[j].val, f.f[j].vlen);
+				}
+			buf_putc(b, ']');
+		}
+	}
+	buf_putc(b, '}');
+	form_free(&f);
+}
+
+/* Every logged request with seq > since, in arrival order. */
+void
+log_requests_json(Buf *b, int64_t since)
+{
+	static const char *const hname[4] = {"auth_user", "user_agent", "content_type", "accept"};
+	LogEntry  **sel;
+	size_t		n = 0,
+				i;
+
+	pthread_mutex_lock(&log_lock);
+	sel = xmalloc(sizeof(LogEntry *) * (nentries + 1));
+	for (i = 0; i < nentries; i++)
+		if (entries[i].seq > since)
+			sel[n++] = &entries[i];
+	qsort(sel, n, sizeof(LogEntry *), cmp_seq);
+
+	buf_grow(b, n * 400 + 2);
+	buf_putc(b, '[');
+	for (i = 0; i < n; i++)
+	{
+		LogEntry   *e = sel[i];
+		const char *h = e->hdrs;
+		const char *q;
+		int			k;
+
+		if (i > 0)
+			buf_puts(b, ",\n");
+		buf_puts(b, "{\"seq\": ");
+		buf_put_int(b, e->seq);
+		buf_puts(b, ", \"t_us\": ");
+		buf_put_int(b, e->t_us);
+		buf_puts(b, ", \"method\": ");
+		json_cstr(b, e->method);
+		buf_puts(b, ", \"path\": ");
+		json_str(b, e->uri, e->path_len);
+		buf_puts(b, ", \"query\": ");
+		q = e->uri + e->path_len;
+		if (*q == '?')
+			q++;
+		json_cstr(b, q);
+		buf_puts(b, ", \"status\": ");
+		buf_put_int(b, e->status);
+		buf_puts(b, ", \"fault\": ");
+		json_cstr(b, e->fault ? fault_name(e->fault) : NULL);
+		for (k = 0; k < 4; k++)
+		{
+			buf_puts(b, ", \"");
+			buf_puts(b, hname[k]);
+			buf_puts(b, "\": ");
+			json_cstr(b, (e->present & (1 << k)) ? h : NULL);
+			h += strlen(h) + 1;
+		}
+		buf_puts(b, ", \"form\": ");
+		form_json(b, e->body, e->body_len);
+		buf_putc(b, '}');
+	}
+	buf_puts(b, "]\n");
+	pthread_mutex_unlock(&log_lock);
+	free(sel);
+}
+
+void
+log_summary_json(Buf *b)
+{
+	size_t		messages;
+	int			i;
+	bool		first = true;
+
+	pthread_mutex_lock(&store_lock);
+	messages = nmsgs;
+	pthread_mutex_unlock(&store_lock);
+
+	pthread_mutex_lock(&log_lock);
+	buf_puts(b, "{\"requests\": ");
+	buf_put_int(b, count_requests);
+	buf_puts(b, ", \"creates\": ");
+	buf_put_int(b, count_kind[KIND_CREATE]);
+	buf_puts(b, ", \"lists\": ");
+	buf_put_int(b, count_kind[KIND_LIST]);
+	buf_puts(b, ", \"fetches\": ");
+	buf_put_int(b, count_kind[KIND_FETCH]);
+	buf_puts(b, ", \"updates\": ");
+	buf_put_int(b, count_kind[KIND_UPDATE]);
+	buf_puts(b, ", \"deletes\": ");
+	buf_put_int(b, count_kind[KIND_DELETE]);
+	buf_puts(b, ", \"messages\": ");
+	buf_put_int(b, (int64_t) messages);
+	buf_puts(b, ", \"by_status\": {");
+	for (i = 0; i < 600; i++)
+	{
+		if (count_status[i] == 0)
+			continue;
+		if (!first)
+			buf_puts(b, ", ");
+		first = false;
+		buf_printf(b, "\"%d\": ", i);
+		buf_put_int(b, count_status[i]);
+	}
+	buf_puts(b, "}}\n");
+	pthread_mutex_unlock(&log_lock);
+}
+
+static void
+log_free_entries(void)
+{
+	size_t		i;
+
+	for (i = 0; i < nentries; i++)
+	{
+		free(entries[i].uri);
+		free(entries[i].body);
+		free(entries[i].hdrs);
+	}
+	nentries = 0;
+}
+
+/*
+ * Clear the log and its counters.  Sequence numbers keep counting, so a
+ * client polling with ?since= never misses what comes after a reset.
+ */
+void
+log_reset(void)
+{
+	pthread_mutex_lock(&log_lock);
+	log_free_entries();
+	count_requests = 0;
+	memset(count_kind, 0, sizeof(count_kind));
+	memset(count_status, 0, sizeof(count_status));
+	pthread_mutex_unlock(&log_lock);
+}
+
+/* Free everything at exit, so valgrind reports only real leaks. */
+void
+store_shutdown(void)
+{
+	store_reset();
+	free(msgs);
+	msgs = NULL;
+	capmsgs = 0;
+	pthread_mutex_lock(&log_lock);
+	log_free_entries();
+	free(entries);
+	entries = NULL;
+	capentries = 0;
+	pthread_mutex_unlock(&log_lock);
+}

@@ -1,0 +1,737 @@
+/*-------------------------------------------------------------------------
+ *
+ * twilio.c
+ *	  The Messages API: create, list, fetch, cancel or redact, delete.
+ *
+ *	  Paths, validation order, error codes and JSON shapes follow Twilio's
+ *	  2010-04-01 API closely enough that a client written against Twilio
+ *	  cannot tell the difference in the cases tests care about.  Status
+ *	  moves queued -> sent -> delivered with time, computed when a message
+ *	  is read instead of by a background task.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "emulator.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define API_PREFIX "/2010-04-01/Accounts/"
+
+void
+reply_error(Reply *r, int status, int code, const char *message)
+{
+	r->status = status;
+	r->body.len = 0;
+	json_error(&r->body, code, message, status);
+}
+
+/* ---------------------------------------------------------------------- */
+
+/*
+ * A message's status as of now.  fresh gives the state at creation, which
+ * is what a create reply shows whatever progress_ms says.
+ */
+void
+message_view(const Message *m, int64_t now, bool fresh, MsgView *v)
+{
+	int64_t		p = (int64_t) atomic_load(&cfg.progress_ms) * 1000;
+	int64_t		age = now - m->created_us;
+
+	v->sent_us = 0;
+	v->updated_us = m->created_us;
+	if (m->canceled_us)
+	{
+		v->status = "canceled";
+		v->updated_us = m->canceled_us;
+	}
+	else if (fresh || p < 0 || age < p)
+		v->status = m->via_service ? "accepted" : "queued";
+	else if (age < 2 * p)
+	{
+		v->status = "sent";
+		v->sent_us = v->updated_us = m->created_us + p;
+	}
+	else
+	{
+		v->status = "delivered";
+		v->sent_us = m->created_us + p;
+		v->updated_us = m->created_us + 2 * p;
+	}
+	if (m->redacted_us > v->updated_us)
+		v->updated_us = m->redacted_us;
+}
+
+static void
+message_json(Buf *b, const Message *m, const MsgView *v)
+{
+	buf_puts(b, "{\"account_sid\": \"");
+	buf_puts(b, cfg.account_sid);
+	buf_puts(b, "\", \"api_version\": \"2010-04-01\", \"body\": ");
+	json_str(b, m->body, m->body_len);
+	buf_puts(b, ", \"date_created\": ");
+	json_date(b, m->created_us);
+	buf_puts(b, ", \"date_sent\": ");
+	json_date(b, v->sent_us);
+	buf_puts(b, ", \"date_updated\": ");
+	json_date(b, v->updated_us);
+	buf_puts(b, ", \"direction\": \"outbound-api\", \"error_code\": null, "
+			 "\"error_message\": null, \"from\": ");
+	json_cstr(b, m->from);
+	buf_puts(b, ", \"messaging_service_sid\": ");
+	json_cstr(b, m->service_sid);
+	buf_puts(b, ", \"num_media\": \"");
+	buf_put_int(b, m->num_media);
+	buf_puts(b, "\", \"num_segments\": \"");
+	buf_put_int(b, m->num_segments);
+	buf_puts(b, "\", \"price\": null, \"price_unit\": \"USD\", \"sid\": \"");
+	buf_puts(b, m->sid);
+	buf_puts(b, "\", \"status\": \"");
+	buf_puts(b, v->status);
+	buf_puts(b, "\", \"subresource_uris\": {\"media\": \"" API_PREFIX);
+	buf_puts(b, cfg.account_sid);
+	buf_puts(b, "/Messages/");
+	buf_puts(b, m->sid);
+	buf_puts(b, "/Media.json\"}, \"to\": ");
+	json_cstr(b, m->to);
+	buf_puts(b, ", \"uri\": \"" API_PREFIX);
+	buf_puts(b, cfg.account_sid);
+	buf_puts(b, "/Messages/");
+	buf_puts(b, m->sid);
+	buf_puts(b, ".json\"}");
+}
+
+/* ---------------------------------------------------------------------- */
+
+/* E.164: '+', then 8 to 15 digits, the first not zero. */
+static bool
+is_e164(const char *s, size_t n)
+{
+	size_t		i;
+
+	if (n < 9 || n > 16 || s[0] != '+' || s[1] < '1' || s[1] > '9')
+		return false;
+	for (i = 2; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+static bool
+present(const FormField *f)
+{
+	return f != NULL && f->vlen > 0;
+}
+
+static void
+error_with_number(Reply *r, int code, const char *fmt, const FormField *num)
+{
+	Buf			msg = {0};
+
+	buf_printf(&msg, fmt, num->val);
+	reply_error(r, 400, code, msg.data);
+	buf_free(&msg);
+}
+
+/*
+ * Twilio's test credentials' magic numbers, plus one of our own (21608)
+ * for trial-account tests.  Returns true if the request was answered.
+ */
+static bool
+magic_numbers(const FormField *from, const FormField *to, Reply *r)
+{
+	if (from != NULL)
+	{
+		if (field_eq(from->val, from->vlen, "+15005550001"))
+		{
+			error_with_number(r, 21212, "The 'From' number %s is not a valid phone number, shortcode, or alphanumeric sender ID.", from);
+			return true;
+		}
+		if (field_eq(from->val, from->vlen, "+15005550007"))
+		{
+			error_with_number(r, 21606, "The From phone number %s is not a valid, SMS-capable inbound phone number or short code for your account.", from);
+			return true;
+		}
+		if (field_eq(from->val, from->vlen, "+15005550008"))
+		{
+			reply_error(r, 400, 21611, "This 'From' number has exceeded the maximum number of queued messages.");
+			return true;
+		}
+		if (field_eq(from->val, from->vlen, "+15005550010"))
+		{
+			reply_error(r, 400, 21608, "The number is unverified. Trial accounts cannot send messages to unverified numbers.");
+			return true;
+		}
+	}
+	if (field_eq(to->val, to->vlen, "+15005550001"))
+	{
+		error_with_number(r, 21211, "The 'To' number %s is not a valid phone number.", to);
+		return true;
+	}
+	if (field_eq(to->val, to->vlen, "+15005550002"))
+	{
+		reply_error(r, 400, 21612, "The 'To' phone number is not currently reachable via SMS.");
+		return true;
+	}
+	if (field_eq(to->val, to->vlen, "+15005550003"))
+	{
+		reply_error(r, 400, 21408, "Permission to send an SMS has not been enabled for the region indicated by the 'To' number.");
+		return true;
+	}
+	if (field_eq(to->val, to->vlen, "+15005550004"))
+	{
+		reply_error(r, 400, 21610, "Attempt to send to unsubscribed recipient");
+		return true;
+	}
+	if (field_eq(to->val, to->vlen, "+15005550009"))
+	{
+		reply_error(r, 400, 21614, "'To' number is not a valid mobile number");
+		return true;
+	}
+	return false;
+}
+
+/*
+ * POST Messages.json.  Validation comes first, in Twilio's order; fault
+ * rules are only consulted for a request Twilio would have accepted, so a
+ * rule's count is spent on creates, never on a test's malformed request.
+ */
+static void
+create_message(const ApiRequest *req, Reply *r)
+{
+	Form		f;
+	const FormField *to,
+			   *from,
+			   *service,
+			   *body;
+	const FormField *media_small[16];
+	const FormField **media = media_small;
+	int			num_media;
+	FaultHit	hit = {FAULT_NONE, 0, 0, 0};
+	NewMessage	nm;
+	Message    *m;
+	MsgView		v;
+	int			i,
+				k;
+
+	form_parse(&f, req->body, req->body_len);
+	to = form_get(&f, "To");
+	from = form_get(&f, "From");
+	service = form_get(&f, "MessagingServiceSid");
+	body = form_get(&f, "Body");
+	num_media = form_count(&f, "MediaUrl");
+
+	if (!present(to))
+	{
+		reply_error(r, 400, 21604, "A 'To' phone number is required.");
+		goto done;
+	}
+	if (!present(from) && !present(service))
+	{
+		reply_error(r, 400, 21603, "A 'From' phone number is required.");
+		goto done;
+	}
+	if (!present(body) && num_media == 0)
+	{
+		reply_error(r, 400, 21602, "Message body is required.");
+		goto done;
+	}
+	if (body && utf8_chars(body->val, body->vlen) > 1600)
+	{
+		reply_error(r, 400, 21617, "The concatenated message body exceeds the 1600 character limit.");
+		goto done;
+	}
+	if (!is_e164(to->val, to->vlen))
+	{
+		error_with_number(r, 21211, "The 'To' number %s is not a valid phone number.", to);
+		goto done;
+	}
+	if (magic_numbers(present(from) ? from : NULL, to, r))
+		goto done;
+
+	if (fault_match(to->val, to->vlen, &hit))
+	{
+		r->fault = hit.action;
+		switch (hit.action)
+		{
+			case FAULT_500_BEFORE:
+				reply_error(r, 500, 20500, "Internal Server Error");
+				goto done;
+			case FAULT_429:
+			case FAULT_429_RETRY_AFTER:
+				reply_error(r, 429, 20429, "Too Many Requests");
+				if (hit.action == FAULT_429_RETRY_AFTER)
+					r->retry_after = hit.retry_after;
+				goto done;
+			case FAULT_DROP_BEFORE:
+				r->status = 0;
+				goto done;
+			case FAULT_AUTH_FAIL:
+				reply_error(r, 401, 20003, "Authenticate");
+				r->www_authenticate = true;
+				goto done;
+			default:
+				break;			/* the rest create the message first */
+		}
+	}
+
+	if (num_media > (int) lengthof(media_small))
+		media = malloc(sizeof(FormField *) * num_media);
+	for (i = 0, k = 0; i < f.n; i++)
+		if (field_eq(f.f[i].key, f.f[i].klen, "MediaUrl"))
+			media[k++] = &f.f[i];
+
+	memset(&nm, 0, sizeof(nm));
+	nm.to = to->val;
+	nm.to_len = to->vlen;
+	if (present(from))
+	{
+		nm.from = from->val;
+		nm.from_len = from->vlen;
+	}
+	if (present(service))
+	{
+		nm.service_sid = service->val;
+		nm.service_len = service->vlen;
+	}
+	if (body)
+	{
+		nm.body = body->val;
+		nm.body_len = body->vlen;
+	}
+	nm.num_media = num_media;
+	nm.media = media;
+	nm.num_segments = body_segments(nm.body, nm.body_len);
+
+	/* render under the lock: a concurrent reset may free the message */
+	buf_grow(&r->body, 1024 + nm.body_len);
+	pthread_mutex_lock(&store_lock);
+	m = store_add(&nm, now_us());
+	message_view(m, m->created_us, true, &v);
+	message_json(&r->body, m, &v);
+	pthread_mutex_unlock(&store_lock);
+	r->status = 201;
+	if (media != media_small)
+		free(media);
+
+	switch (hit.action)
+	{
+		case FAULT_500_AFTER:
+			reply_error(r, 500, 20500, "Internal Server Error");
+			break;
+		case FAULT_503_AFTER:
+			reply_error(r, 503, 20503, "Service Unavailable");
+			break;
+		case FAULT_DROP_AFTER:
+			r->status = 0;
+			r->body.len = 0;
+			break;
+		case FAULT_DELAY:
+			r->delay_ms = hit.delay_ms;
+			break;
+		default:
+			break;
+	}
+done:
+	form_free(&f);
+}
+
+/* ---------------------------------------------------------------------- */
+
+/* Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm). */
+static int64_t
+days_from_civil(int64_t y, int m, int d)
+{
+	int64_t		era;
+	int64_t		yoe,
+				doy,
+				doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+/* "YYYY-MM-DD" (anything after the date is ignored) as a day number. */
+static bool
+parse_day(const FormField *f, int64_t *day)
+{
+	const char *s = f->val;
+	int			i;
+
+	if (f->vlen < 10 || s[4] != '-' || s[7] != '-')
+		return false;
+	for (i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return false;
+	*day = days_from_civil((s[0] - '0') * 1000 + (s[1] - '0') * 100 +
+						   (s[2] - '0') * 10 + (s[3] - '0'),
+						   (s[5] - '0') * 10 + (s[6] - '0'),
+						   (s[8] - '0') * 10 + (s[9] - '0'));
+	return true;
+}
+
+static int64_t
+day_of(int64_t us)
+{
+	int64_t		s = us / 1000000;
+
+	return (s >= 0 ? s : s - 86399) / 86400;
+}
+
+static void
+page_uri(Buf *b, const Buf *filters, int64_t page_size, int64_t page,
+		 const char *token)
+{
+	buf_puts(b, "\"" API_PREFIX);
+	buf_puts(b, cfg.account_sid);
+	buf_puts(b, "/Messages.json?");
+	buf_put(b, filters->data, filters->len);
+	buf_puts(b, "PageSize=");
+	buf_put_int(b, page_size);
+	buf_puts(b, "&Page=");
+	buf_put_int(b, page);
+	if (token)
+	{
+		buf_puts(b, "&PageToken=PA");
+		buf_puts(b, token);
+	}
+	buf_putc(b, '"');
+}
+
+static void
+add_filter(Buf *filters, const char *key, const FormField *f)
+{
+	if (f == NULL)
+		return;
+	url_encode(filters, key, strlen(key));
+	buf_putc(filters, '=');
+	url_encode(filters, f->val, f->vlen);
+	buf_putc(filters, '&');
+}
+
+/*
+ * GET Messages.json, newest first.  A PageToken ("PA" + the sid of the
+ * previous page's last message) resumes right after that message, so
+ * paging stays stable while new messages arrive; without one, Page counts
+ * pages from the newest.
+ */
+static void
+list_messages(const ApiRequest *req, Reply *r)
+{
+	Form		q;
+	const FormField *to,
+			   *from,
+			   *exact,
+			   *after,
+			   *before,
+			   *fsize,
+			   *fpage,
+			   *token;
+	int64_t		day_eq = 0,
+				day_ge = 0,
+				day_le = 0;
+	int64_t		page_size = 50,
+				page = 0,
+				skip,
+				collected = 0;
+	int64_t		start_idx;
+	bool		has_more = false;
+	Buf			filters = {0};
+	const Message *last = NULL;
+	int64_t		now = now_us();
+	int64_t		i;
+	char		last_sid[35];
+
+	form_parse(&q, req->query, strlen(req->query));
+	to = form_get(&q, "To");
+	from = form_get(&q, "From");
+	exact = form_get(&q, "DateSent");
+	after = form_get(&q, "DateSent>");
+	if (after == NULL)
+		after = form_get(&q, "DateSent>=");
+	before = form_get(&q, "DateSent<");
+	if (before == NULL)
+		before = form_get(&q, "DateSent<=");
+	fsize = form_get(&q, "PageSize");
+	fpage = form_get(&q, "Page");
+	token = form_get(&q, "PageToken");
+
+	if ((exact && !parse_day(exact, &day_eq)) ||
+		(after && !parse_day(after, &day_ge)) ||
+		(before && !parse_day(before, &day_le)))
+	{
+		reply_error(r, 400, 20001, "DateSent must be a date in the form YYYY-MM-DD");
+		goto done;
+	}
+	if (fsize && (!parse_int(fsize->val, fsize->vlen, &page_size) || page_size < 1))
+	{
+		reply_error(r, 400, 20001, "PageSize must be a positive integer");
+		goto done;
+	}
+	if (page_size > 1000)
+		page_size = 1000;
+	if (fpage && (!parse_int(fpage->val, fpage->vlen, &page) || page < 0))
+	{
+		reply_error(r, 400, 20001, "Page must be a non-negative integer");
+		goto done;
+	}
+
+	add_filter(&filters, "To", to);
+	add_filter(&filters, "From", from);
+	add_filter(&filters, "DateSent", exact);
+	add_filter(&filters, "DateSent>", after);
+	add_filter(&filters, "DateSent<", before);
+
+	buf_grow(&r->body, 4096);
+	pthread_mutex_lock(&store_lock);
+	start_idx = (int64_t) store_count() - 1;
+	skip = page * page_size;
+	if (token)
+	{
+		Message    *tm = NULL;
+
+		if (token->vlen > 2 && token->val[0] == 'P' && token->val[1] == 'A')
+			tm = store_find(token->val + 2, token->vlen - 2);
+		if (tm == NULL)
+		{
+			pthread_mutex_unlock(&store_lock);
+			reply_error(r, 400, 20001, "Invalid PageToken");
+			goto done;
+		}
+		start_idx = (int64_t) store_index_of(tm) - 1;
+		skip = 0;
+	}
+
+	buf_puts(&r->body, "{\"messages\": [");
+	for (i = start_idx; i >= 0; i--)
+	{
+		const Message *m = store_at((size_t) i);
+		MsgView		v;
+		int64_t		day;
+
+		if (m->deleted)
+			continue;
+		if (to && !field_eq(to->val, to->vlen, m->to))
+			continue;
+		if (from && (m->from == NULL || !field_eq(from->val, from->vlen, m->from)))
+			continue;
+		message_view(m, now, false, &v);
+		day = day_of(v.sent_us ? v.sent_us : m->created_us);
+		if ((exact && day != day_eq) || (after && day < day_ge) ||
+			(before && day > day_le))
+			continue;
+		if (skip > 0)
+		{
+			skip--;
+			continue;
+		}
+		if (collected == page_size)
+		{
+			has_more = true;
+			break;
+		}
+		if (collected > 0)
+			buf_puts(&r->body, ", ");
+		message_json(&r->body, m, &v);
+		collected++;
+		last = m;
+	}
+	if (last)
+		memcpy(last_sid, last->sid, sizeof(last_sid));
+	pthread_mutex_unlock(&store_lock);
+
+	buf_puts(&r->body, "], \"end\": ");
+	buf_put_int(&r->body, page * page_size + (collected ? collected - 1 : 0));
+	buf_puts(&r->body, ", \"first_page_uri\": ");
+	page_uri(&r->body, &filters, page_size, 0, NULL);
+	buf_puts(&r->body, ", \"next_page_uri\": ");
+	if (has_more)
+		page_uri(&r->body, &filters, page_size, page + 1, last_sid);
+	else
+		buf_puts(&r->body, "null");
+	buf_puts(&r->body, ", \"page\": ");
+	buf_put_int(&r->body, page);
+	buf_puts(&r->body, ", \"page_size\": ");
+	buf_put_int(&r->body, page_size);
+	buf_puts(&r->body, ", \"previous_page_uri\": ");
+	if (page > 0)
+		page_uri(&r->body, &filters, page_size, page - 1, NULL);
+	else
+		buf_puts(&r->body, "null");
+	buf_puts(&r->body, ", \"start\": ");
+	buf_put_int(&r->body, page * page_size);
+	buf_puts(&r->body, ", \"uri\": ");
+	page_uri(&r->body, &filters, page_size, page,
+			 token ? token->val + 2 : NULL);
+	buf_putc(&r->body, '}');
+	r->status = 200;
+done:
+	buf_free(&filters);
+	form_free(&q);
+}
+
+/* ---------------------------------------------------------------------- */
+
+static void
+not_found(const ApiRequest *req, Reply *r)
+{
+	Buf			msg = {0};
+
+	buf_printf(&msg, "The requested resource %s was not found", req->path);
+	reply_error(r, 404, 20404, msg.data);
+	buf_free(&msg);
+}
+
+/* GET, POST (cancel or redact) and DELETE of Messages/{Sid}.json */
+static void
+message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
+				 Reply *r)
+{
+	Message    *m;
+	MsgView		v;
+	Form		f = {0};
+	bool		is_post = strcmp(req->method, "POST") == 0;
+	bool		is_delete = strcmp(req->method, "DELETE") == 0;
+	const FormField *status = NULL,
+			   *body = NULL;
+
+	if (!is_post && !is_delete && strcmp(req->method, "GET") != 0)
+	{
+		reply_error(r, 405, 20004, "Method not allowed");
+		return;
+	}
+	r->kind = is_post ? KIND_UPDATE : is_delete ? KIND_DELETE : KIND_FETCH;
+	if (is_post)
+	{
+		form_parse(&f, req->body, req->body_len);
+		status = form_get(&f, "Status");
+		body = form_get(&f, "Body");
+		if (status && !field_eq(status->val, status->vlen, "canceled"))
+		{
+			reply_error(r, 400, 20001, "Status can only be set to 'canceled'");
+			goto done;
+		}
+		if (body && body->vlen > 0)
+		{
+			reply_error(r, 400, 20001, "Body can only be redacted (set to an empty string)");
+			goto done;
+		}
+	}
+
+	buf_grow(&r->body, 2048);
+	pthread_mutex_lock(&store_lock);
+	m = store_find(sid, sid_len);
+	if (m == NULL || m->deleted)
+	{
+		pthread_mutex_unlock(&store_lock);
+		not_found(req, r);
+		goto done;
+	}
+	if (is_delete)
+	{
+		m->deleted = true;
+		pthread_mutex_unlock(&store_lock);
+		r->status = 204;
+		goto done;
+	}
+	message_view(m, now_us(), false, &v);
+	if (status)
+	{
+		if (strcmp(v.status, "queued") != 0 && strcmp(v.status, "accepted") != 0 &&
+			strcmp(v.status, "scheduled") != 0)
+		{
+			pthread_mutex_unlock(&store_lock);
+			reply_error(r, 400, 30409, "Message cannot be canceled");
+			goto done;
+		}
+		m->canceled_us = now_us();
+	}
+	if (body)
+	{
+		m->body_len = 0;
+		m->redacted_us = now_us();
+	}
+	if (status || body)
+		message_view(m, now_us(), false, &v);
+	message_json(&r->body, m, &v);
+	pthread_mutex_unlock(&store_lock);
+	r->status = 200;
+done:
+	form_free(&f);
+}
+
+/*
+ * Entry point for everything under /2010-04-01/.  Credentials are checked
+ * before the path, as Twilio does: an unauthenticated client learns
+ * nothing about which resources exist.
+ */
+void
+twilio_handle(const ApiRequest *req, Reply *r)
+{
+	const char *acct,
+			   *slash,
+			   *rest;
+	size_t		acct_len,
+				rest_len;
+
+	if (strncmp(req->path, API_PREFIX, strlen(API_PREFIX)) != 0)
+	{
+		not_found(req, r);
+		return;
+	}
+	acct = req->path + strlen(API_PREFIX);
+	slash = strchr(acct, '/');
+	acct_len = slash ? (size_t) (slash - acct) : strlen(acct);
+
+	if (req->auth_user == NULL ||
+		!config_check_auth(req->auth_user, req->auth_user_len,
+						   req->auth_pass, req->auth_pass_len) ||
+		!field_eq(acct, acct_len, cfg.account_sid))
+	{
+		reply_error(r, 401, 20003, "Authenticate");
+		r->www_authenticate = true;
+		return;
+	}
+	if (slash == NULL)
+	{
+		not_found(req, r);
+		return;
+	}
+
+	rest = slash + 1;
+	rest_len = strlen(rest);
+	if (field_eq(rest, rest_len, "Messages.json") ||
+		field_eq(rest, rest_len, "Messages"))
+	{
+		if (strcmp(req->method, "POST") == 0)
+		{
+			r->kind = KIND_CREATE;
+			create_message(req, r);
+		}
+		else if (strcmp(req->method, "GET") == 0)
+		{
+			r->kind = KIND_LIST;
+			list_messages(req, r);
+		}
+		else
+			reply_error(r, 405, 20004, "Method not allowed");
+		return;
+	}
+	if (rest_len > 9 && strncmp(rest, "Messages/", 9) == 0 &&
+		strchr(rest + 9, '/') == NULL)
+	{
+		const char *sid = rest + 9;
+		size_t		sid_len = rest_len - 9;
+
+		if (sid_len > 5 && strcmp(sid + sid_len - 5, ".json") == 0)
+			sid_len -= 5;
+		message_instance(req, sid, sid_len, r);
+		return;
+	}
+	not_found(req, r);
+}
