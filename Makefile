@@ -31,4 +31,7 @@ PG_CONFIG ?= $(shell command -v /usr/lib/postgresql/15/bin/pg_config || command 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS does not track header dependencies
+$(OBJS): $(wildcard src/*.h)
+
 include test/test.mk

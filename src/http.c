@@ -132,6 +132,28 @@ header_callback(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+/*
+ * libcurl silently sends a request again on a fresh connection when a reused
+ * connection died before any reply came.  That is harmless for the idle
+ * connection a server closed before reading the request, but a duplicate
+ * message when the server did read and act on it.  We cannot tell the two
+ * apart, so the second try is refused here and the attempt is recorded as
+ * one whose outcome is unknown: reconciliation decides, not a blind resend.
+ */
+static int
+prereq_callback(void *userp, char *primary_ip, char *local_ip,
+				int primary_port, int local_port)
+{
+	SmsJob	   *job = (SmsJob *) userp;
+
+	if (++job->prereq_calls > 1)
+	{
+		job->retry_refused = true;
+		return CURL_PREREQFUNC_ABORT;
+	}
+	return CURL_PREREQFUNC_OK;
+}
+
 void
 sms_http_init(void)
 {
@@ -255,6 +277,10 @@ sms_http_easy_for(SmsJob *job)
 
 	job->easy = easy;
 	job->curl_error[0] = '\0';
+	job->prereq_calls = 0;
+	job->retry_refused = false;
+	job->response_too_large = false;
+	job->retry_after_s = -1;
 	initStringInfo(&job->response);
 
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, job);
@@ -264,6 +290,8 @@ sms_http_easy_for(SmsJob *job)
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, job);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_callback);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, job);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_callback);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, job);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, SMS_USER_AGENT);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) sms_request_timeout_ms);
@@ -338,7 +366,7 @@ sms_http_next_done(void)
 		job->curl_result = msg->data.result;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &job->http_status);
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_REQUEST_SIZE, &request_size);
-		job->request_sent = (request_size > 0);
+		job->request_sent = (request_size > 0) || job->retry_refused;
 		release_easy(job);
 		return job;
 	}

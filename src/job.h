@@ -69,6 +69,8 @@ typedef struct SmsJob
 	long		http_status;
 	CURLcode	curl_result;
 	bool		request_sent;	/* any byte of the request left */
+	int			prereq_calls;	/* requests curl was about to make */
+	bool		retry_refused;	/* we stopped curl from silently resending */
 	char		curl_error[CURL_ERROR_SIZE];
 
 	/* the outcome, written back */

@@ -411,7 +411,8 @@ sms_outbox_next_due(void)
 	bool		isnull;
 	Datum		d;
 
-	if (SPI_execute_plan(next_due_plan, NULL, NULL, true, 1) != SPI_OK_SELECT ||
+	/* not read-only: it must see this transaction's own write-back */
+	if (SPI_execute_plan(next_due_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		return 0;
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);

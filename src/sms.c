@@ -23,6 +23,7 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -54,6 +55,10 @@ static bool loaded_at_startup = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+/* settings whose values must never reach the server log */
+static const char *const secret_settings[] = {"sms.auth_token", "sms.api_key_secret"};
 
 void		_PG_init(void);
 
@@ -318,6 +323,54 @@ register_worker(void)
 	RegisterBackgroundWorker(&worker);
 }
 
+/*
+ * Keep secrets out of the server log.  PostgreSQL logs "parameter \"...\"
+ * changed to \"...\"" with the new value when the configuration is
+ * reloaded, and log_statement may log an ALTER SYSTEM that sets one.  Cut the
+ * value from those messages, and hide the statement text of any message
+ * logged for a statement that names a secret setting.
+ */
+static void
+sms_emit_log_hook(ErrorData *edata)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(secret_settings); i++)
+	{
+		const char *name = secret_settings[i];
+		char	   *changed = psprintf("parameter \"%s\" changed to ", name);
+		const char *at;
+
+		if (edata->message == NULL)
+			break;
+		if (strncmp(edata->message, changed, strlen(changed)) == 0)
+		{
+			MemoryContext old = MemoryContextSwitchTo(ErrorContext);
+
+			edata->message = psprintf("parameter \"%s\" changed", name);
+			MemoryContextSwitchTo(old);
+		}
+		else if ((strncmp(edata->message, "statement: ", 11) == 0 ||
+				  strncmp(edata->message, "duration: ", 10) == 0) &&
+				 (at = strstr(edata->message, name)) != NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(ErrorContext);
+
+			edata->message = psprintf("%.*s%s ... (value hidden)",
+									  (int) (at - edata->message),
+									  edata->message, name);
+			MemoryContextSwitchTo(old);
+		}
+		pfree(changed);
+
+		if (debug_query_string && strstr(debug_query_string, name) != NULL)
+			edata->hide_stmt = true;
+	}
+
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
 void
 _PG_init(void)
 {
@@ -327,6 +380,9 @@ _PG_init(void)
 		return;
 
 	loaded_at_startup = true;
+
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = sms_emit_log_hook;
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = sms_shmem_request;

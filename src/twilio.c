@@ -139,7 +139,8 @@ twilio_prepare_lookup(SmsJob *job)
 		/* with a Messaging Service the sending number is the provider's pick */
 		if (!sms_is_messaging_service_sid(job->from_number))
 			append_param(&q, easy, "From", job->from_number);
-		append_param(&q, easy, "DateSent>", date);
+		/* the filter is named "DateSent>", so "DateSent%3E=date" */
+		appendStringInfo(&q, "&DateSent%%3E=%s", date);
 		appendStringInfo(&q, "&PageSize=%d", LOOKUP_PAGE_SIZE);
 		job->url = psprintf("%s/Messages.json?%s", account_url(), q.data);
 	}
@@ -183,6 +184,8 @@ transport_failure(SmsJob *job)
 
 	if (job->response_too_large)
 		what = "the reply was larger than any reply of the provider's";
+	else if (job->retry_refused)
+		what = "the connection closed without a reply";
 	set_error(job, 0, "%s: %s",
 			  job->request_sent ? "transport error after the request was sent" :
 			  "transport error before the request was sent", what);

@@ -392,7 +392,11 @@ write_back_and_claim(bool claim, int send_slots, int lookup_slots)
 			(lookup_slots > 0 && nlookups == lookup_slots);
 		if (!more_due)
 		{
-			next_due = sms_outbox_next_due();
+			TimestampTz due = sms_outbox_next_due();
+
+			if (due != 0 && (next_due == 0 || due < next_due))
+				next_due = due;
+			/* due but not claimed (locked by someone): look again soon */
 			if (next_due != 0 && next_due <= now)
 				next_due = TimestampTzPlusMilliseconds(now, 100);
 		}

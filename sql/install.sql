@@ -1,0 +1,43 @@
+--
+-- Installing the extension: what it creates, and that nothing is granted
+-- to PUBLIC.
+--
+CREATE EXTENSION sms;
+
+SELECT pg_describe_object(classid, objid, objsubid) AS object
+  FROM pg_depend
+ WHERE refclassid = 'pg_extension'::regclass
+   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'sms')
+   AND deptype = 'e'
+ ORDER BY 1;
+
+-- the outbox's columns, as DESIGN.md names them
+SELECT attname, format_type(atttypid, atttypmod) AS type, attnotnull
+  FROM pg_attribute
+ WHERE attrelid = 'sms_outbox'::regclass AND attnum > 0 AND NOT attisdropped
+ ORDER BY attnum;
+
+SELECT enum_range(NULL::sms_state);
+
+-- no PUBLIC grants on anything
+SELECT p.oid::regprocedure AS function, p.proacl
+  FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
+ WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'sms')
+   AND (p.proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0))
+ ORDER BY 1;
+SELECT c.relname, c.relacl
+  FROM pg_class c
+ WHERE c.relname IN ('sms_outbox', 'sms_stats')
+   AND (c.relacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = 0));
+
+-- installing twice, or in another database, is refused
+CREATE EXTENSION sms;
+CREATE DATABASE sms_elsewhere;
+\c sms_elsewhere
+CREATE EXTENSION sms;
+\c contrib_regression
+DROP DATABASE sms_elsewhere;
+
+-- the settings exist with DESIGN.md's defaults
+SELECT name, setting, unit, context
+  FROM pg_settings WHERE name LIKE 'sms.%' ORDER BY name;

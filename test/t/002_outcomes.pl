@@ -1,0 +1,176 @@
+
+# What each kind of reply does to a row: per-message 4xx errors fail it
+# after one request; 429 and 5xx-before-create are retried until sent with
+# exactly one creation; account-wide errors pause the queue without failing
+# anything; a timeout or a 5xx after creating leaves 'unknown' and is then
+# reconciled with the provider, never sent twice.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use SmsTest;
+
+my $emu = start_emulator();
+my $node = sms_node('outcomes', $emu, conf => "sms.request_timeout = '1s'\n");
+
+sub send_one
+{
+	my ($to, $body) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT sms_send('$to', '+15017122661', '$body')");
+}
+
+# --- per-message errors: failed, with the provider's code, one request
+my %magic = (
+	'+15005550001' => 21211,
+	'+15005550004' => 21610,
+	'+15005550009' => 21614,
+	'+15005550002' => 21612,
+	'+15005550003' => 21408,
+);
+for my $to (sort keys %magic)
+{
+	$emu->reset;
+	my $id = send_one($to, "to $to");
+	wait_for_rows($node, "SELECT state FROM sms_outbox WHERE id = $id", 'failed',
+		"$to: failed");
+	my ($code, $msg, $attempts) = split /\|/, $node->safe_psql('postgres',
+		"SELECT error_code, error_message, attempts FROM sms_outbox WHERE id = $id");
+	is($code, $magic{$to}, "$to: error_code $magic{$to}");
+	ok(length($msg) > 0, "$to: error_message from the provider ($msg)");
+	is($attempts, 1, "$to: one attempt");
+	is(scalar(@{ $emu->requests }), 1, "$to: exactly one request, not retried");
+}
+
+# --- 429 without and with Retry-After, and 500 before creating: retried, then sent once
+for my $fault (
+	[ '429', {} ],
+	[ '429_retry_after', { retry_after => 1 } ],
+	[ '500_before', {} ],
+	[ 'drop_before', {} ])
+{
+	my ($action, $extra) = @$fault;
+	$emu->reset;
+	$emu->fault(action => $action, count => 2, %$extra);
+	my $t0 = time();
+	my $id = send_one('+15558670001', "retry after $action");
+	wait_for_rows($node, "SELECT state FROM sms_outbox WHERE id = $id", 'sent',
+		"$action twice: then sent");
+	my $attempts = $node->safe_psql('postgres', "SELECT attempts FROM sms_outbox WHERE id = $id");
+	is_deeply($emu->created_per_body, { "retry after $action" => 1 },
+		"$action: exactly one message created");
+	if ($action eq '429_retry_after')
+	{
+		cmp_ok(time() - $t0, '>=', 2, 'Retry-After: 1 honoured twice (at least 2 s)');
+	}
+	my @creates = @{ $emu->creates };
+	cmp_ok(scalar(@creates), '>=', 3, "$action: at least three create requests (two refused, one accepted)");
+	ok($attempts >= 3, "$action: attempts counted ($attempts)");
+}
+
+# --- 500 after creating: unknown, then reconciled to the existing message
+$emu->reset;
+$emu->fault(action => '500_after', count => 1);
+my $id = send_one('+15558670002', 'created then 500');
+wait_for_rows($node, "SELECT state FROM sms_outbox WHERE id = $id", 'sent',
+	'500 after create: reconciled to sent');
+my $sid = $node->safe_psql('postgres', "SELECT sid FROM sms_outbox WHERE id = $id");
+my $msgs = $emu->messages;
+is(scalar(@$msgs), 1, '500 after create: one message at the emulator, not resent');
+is($sid, $msgs->[0]{sid}, '500 after create: the row has the SID the provider created');
+ok((grep { $_->{method} eq 'GET' } @{ $emu->requests }),
+	'500 after create: the provider was asked (list request)');
+
+# --- the connection dropped after creating: same
+$emu->reset;
+$emu->fault(action => 'drop_after', count => 1);
+$id = send_one('+15558670003', 'created then dropped');
+wait_for_rows($node, "SELECT state FROM sms_outbox WHERE id = $id", 'sent',
+	'dropped after create: reconciled to sent');
+is(scalar(@{ $emu->messages }), 1, 'dropped after create: one message, not resent');
+
+# --- a timeout: unknown first, then reconciled (created once)
+$emu->reset;
+$emu->fault(action => 'delay', delay_ms => 2500, count => 1);
+$id = send_one('+15558670004', 'slow reply');
+wait_for_rows($node, "SELECT state FROM sms_outbox WHERE id = $id", 'unknown',
+	'timeout: row is unknown');
+like($node->safe_psql('postgres', "SELECT error_message FROM sms_outbox WHERE id = $id"),
+	qr/after the request was sent/i, 'timeout: error_message says the request went out');
+wait_for_rows($node, "SELECT state FROM sms_outbox WHERE id = $id", 'sent',
+	'timeout: reconciled to sent');
+is(scalar(@{ $emu->messages }), 1, 'timeout: exactly one message created');
+
+# --- 500 before creating, seen as unknown: the lookup finds nothing, sent again once
+$emu->reset;
+$emu->fault(action => '500_before', count => 1);
+$id = send_one('+15558670005', 'nothing was created');
+wait_for_rows($node, "SELECT state FROM sms_outbox WHERE id = $id", 'sent',
+	'5xx before create: sent after the lookup found nothing');
+is_deeply($emu->created_per_body, { 'nothing was created' => 1 },
+	'5xx before create: exactly one message');
+my @kinds = map { $_->{method} } @{ $emu->requests };
+is_deeply(\@kinds, [ 'POST', 'GET', 'POST' ],
+	'5xx before create: POST, then a lookup (GET), then one POST again');
+
+# --- account-wide: wrong token pauses, nothing failed; fixed and reloaded, all sent
+$emu->reset;
+$node->append_conf('postgresql.conf', "sms.auth_token = 'wrong-token'\n");
+$node->reload;
+sleep 1;
+my @ids = map { send_one("+1555867010$_", "paused $_") } 1 .. 5;
+wait_for_rows($node, q{SELECT worker FROM sms_stats},
+	'paused: authentication failed (20003)', 'wrong token: the queue pauses (sms_stats)');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM sms_outbox WHERE state = 'failed' AND body LIKE 'paused %'}),
+	0, 'wrong token: nothing failed');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM sms_outbox WHERE state = 'pending' AND body LIKE 'paused %'}),
+	5, 'wrong token: all five still pending');
+my $auth_requests = scalar(@{ $emu->requests });
+cmp_ok($auth_requests, '<=', 2, "wrong token: the worker stopped sending ($auth_requests requests)");
+ok($node->log_contains(qr/sending paused: authentication failed \(20003\)/),
+	'wrong token: the pause is logged');
+ok(!$node->log_contains(qr/wrong-token/), 'the token never appears in the log');
+
+$node->append_conf('postgresql.conf', "sms.auth_token = '$SmsTest::AUTH_TOKEN'\n");
+$node->reload;
+wait_for_rows($node,
+	q{SELECT count(*) FROM sms_outbox WHERE state = 'sent' AND body LIKE 'paused %'},
+	5, 'token fixed and reloaded: all five sent');
+is($node->safe_psql('postgres', q{SELECT worker FROM sms_stats}), 'running', 'running again');
+my $per = $emu->created_per_body;
+is(scalar(grep { /^paused / } keys %$per), 5, 'five messages created');
+ok(!(grep { $per->{$_} != 1 } keys %$per), 'each created exactly once');
+is($node->safe_psql('postgres', q{SELECT max(attempts) FROM sms_outbox WHERE body LIKE 'paused %'}),
+	1, 'the refused attempt was given back: one attempt each');
+
+# --- 21606 (sender not owned) pauses too; a reload resumes
+$emu->reset;
+$id = $node->safe_psql('postgres',
+	q{SELECT sms_send('+15558670201', '+15005550007', 'not our number')});
+wait_for_rows($node, q{SELECT worker FROM sms_stats},
+	'paused: sender not owned by the account (21606)', '21606 pauses the queue');
+is($node->safe_psql('postgres', "SELECT state FROM sms_outbox WHERE id = $id"), 'pending',
+	'21606: the message stays pending');
+$node->safe_psql('postgres', "SELECT sms_cancel($id)");
+$node->reload;
+wait_for_rows($node, q{SELECT worker FROM sms_stats}, 'running', 'reload resumes');
+
+# --- attempts exhausted on a transient failure: failed
+$emu->reset;
+$node->append_conf('postgresql.conf', "sms.max_attempts = 3\n");
+$node->reload;
+$emu->fault(action => '429', to => '+15558670301');
+$id = send_one('+15558670301', 'always rate limited');
+wait_for_rows($node, "SELECT state FROM sms_outbox WHERE id = $id", 'failed',
+	'429 forever: failed after sms.max_attempts');
+is($node->safe_psql('postgres', "SELECT attempts FROM sms_outbox WHERE id = $id"), 3,
+	'three attempts');
+is(scalar(@{ $emu->creates }), 3, 'three requests made');
+is(scalar(@{ $emu->messages }), 0, 'nothing created');
+
+$node->stop;
+$emu->stop;
+done_testing();
