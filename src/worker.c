@@ -596,6 +596,8 @@ sms_worker_main(Datum main_arg)
 
 		if (claim || n_done > 0)
 		{
+			elog(DEBUG1, "sms worker: claim %d (woken %d, more_due %d), %d to write back, %d slots",
+				 claim, woken, more_due, n_done, send_slots);
 			if (claim)
 				next_due = 0;
 			if (probing)
@@ -607,7 +609,9 @@ sms_worker_main(Datum main_arg)
 				jobs->next = NULL;
 				start_job(jobs);
 			}
+			/* a reply may already be complete: collect it before sleeping */
 			sms_http_perform();
+			collect_finished();
 		}
 
 		run_retention(now);
@@ -633,6 +637,8 @@ sms_worker_main(Datum main_arg)
 		if (n_done > 0)
 			timeout = 0;
 
+		elog(DEBUG1, "sms worker: sleeping %ld ms (in flight %d, more_due %d, next_due in %ld ms)",
+			 timeout, sms_http_in_flight(), more_due, next_due ? ms_until(next_due, now) : -1);
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitEventSetWait(set, timeout, events, lengthof(events),
 								PG_WAIT_EXTENSION);

@@ -19,7 +19,7 @@ PG_PERL_LIB := $(PGXS_SRC)/src/test/perl
 
 DEB_PACKAGES = build-essential postgresql-15 postgresql-server-dev-15 \
 	libcurl4-openssl-dev libmicrohttpd-dev libipc-run-perl curl openssl \
-	nodejs npm
+	pkg-config
 
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 ifeq ($(IS_ROOT),yes)
@@ -48,7 +48,10 @@ deps:
 emulator:
 	$(MAKE) -C test/emulator
 
+# Prism, pinned in test/prism/package-lock.json (npm from Debian if absent)
 prism-deps:
+	@command -v npm >/dev/null || { [ "$(IS_ROOT)" = yes ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
 	cd test/prism && npm ci --no-audit --no-fund --loglevel=error
 
 # A scratch directory the test user owns, holding a copy of the tests.
@@ -60,7 +63,10 @@ test: deps
 	$(MAKE) emulator
 	$(MAKE) prism-deps
 	@root="$(TEST_ROOT)"; \
-	cp -r sql expected test "$$root/"; \
+	tar --exclude=test/prism/node_modules -cf - sql expected test | tar -C "$$root" -xf -; \
+	prism="$(CURDIR)/test/prism"; \
+	if ! $(RUN_AS_TEST_USER) test -r "$$prism/node_modules/.package-lock.json"; then \
+		cp -r test/prism/node_modules "$$root/test/prism/"; prism="$$root/test/prism"; fi; \
 	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
 	echo "== pg_regress (temporary instance) in $$root"; \
 	cd "$$root" && $(RUN_AS_TEST_USER) $(PG_REGRESS_BIN) \
@@ -76,9 +82,11 @@ test: deps
 		TESTDIR="$$root" \
 		PG_REGRESS="$(PG_REGRESS_BIN)" \
 		SMS_EMULATOR="$$root/$(EMULATOR)" \
-		SMS_PRISM_DIR="$$root/test/prism" \
+		SMS_PRISM_DIR="$$prism" \
 		prove -I "$(PG_PERL_LIB)" -I test/perl $(PROVE_FLAGS) $(or $(TESTS),test/t/*.pl) \
-		|| { tail -n 60 "$$root"/tmp_check/log/regress_log_* 2>/dev/null | tail -n 200; exit 1; }
+		|| { tail -n 60 "$$root"/tmp_check/log/regress_log_* 2>/dev/null | tail -n 200; \
+			echo "test files and logs kept in $$root"; exit 1; }; \
+	rm -rf "$$root"
 
 demo: deps
 	$(MAKE) all
