@@ -374,11 +374,19 @@ sms_emit_log_hook(ErrorData *edata)
 void
 _PG_init(void)
 {
-	define_settings();
-
+	/*
+	 * The worker, its shared memory and its settings exist only when the
+	 * server loads the library at start-up; loaded any other way (CREATE
+	 * EXTENSION, LOAD), say what to do instead of half-working.
+	 */
 	if (!process_shared_preload_libraries_in_progress)
-		return;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("sms must be loaded via shared_preload_libraries"),
+				 errdetail("The background worker that sends messages starts only when the server loads the library at start-up."),
+				 errhint("Add sms to shared_preload_libraries in postgresql.conf and restart the server.")));
 
+	define_settings();
 	loaded_at_startup = true;
 
 	prev_emit_log_hook = emit_log_hook;

@@ -55,7 +55,7 @@ $emu->stop;
 
 # a trusted certificate for another host name is still refused
 my ($other_crt, $other_key) = make_cert('other', 'DNS:api.example.com');
-$emu = start_emulator(tls_cert => $other_crt, tls_key => $other_key);
+$emu = start_emulator(tls_cert => $other_crt, tls_key => $other_key, insecure_control => 1);
 $node = sms_node('tls_host', $emu, conf => "sms.ca_file = '$other_crt'\n");
 $id = $node->safe_psql('postgres',
 	q{SELECT sms_send('+15558670502', '+15017122661', 'wrong host')});
