@@ -45,7 +45,8 @@ typedef struct SmsJob
 	SmsJobKind	kind;
 	struct SmsJob *next;		/* in the worker's lists */
 
-	/* the row as claimed */
+	/* the row as claimed, from the outbox of this incarnation of the extension */
+	Oid			extension_oid;
 	int64		id;
 	int32		attempts;		/* attempts counted when claimed */
 	int32		priority;

@@ -192,6 +192,13 @@ sms_outbox_begin(void)
 	return true;
 }
 
+/* The extension whose outbox the current plans serve. */
+Oid
+sms_outbox_extension_oid(void)
+{
+	return plans_extension_oid;
+}
+
 void
 sms_outbox_commit(void)
 {
@@ -265,6 +272,7 @@ jobs_from_result(SmsJobKind kind, int *nclaimed)
 		bool		isnull;
 		Datum		d;
 
+		job->extension_oid = plans_extension_oid;
 		job->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		job->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
 		job->priority = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));

@@ -23,6 +23,7 @@ typedef struct SmsWriteBack
 } SmsWriteBack;
 
 extern bool sms_outbox_begin(void);
+extern Oid	sms_outbox_extension_oid(void);
 extern void sms_outbox_commit(void);
 extern int	sms_outbox_recover_inflight(void);
 extern SmsJob *sms_outbox_claim(int limit, int *nclaimed);

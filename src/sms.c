@@ -333,7 +333,7 @@ register_worker(void)
 static void
 sms_emit_log_hook(ErrorData *edata)
 {
-	int			i;
+	size_t		i;
 
 	for (i = 0; i < lengthof(secret_settings); i++)
 	{

@@ -295,8 +295,15 @@ write_back_done(void)
 		return;
 	wb = palloc(sizeof(SmsWriteBack) * n_done);
 	for (job = done_head; job; job = job->next)
-		plan_write_back(job, &wb[i++]);
-	sms_outbox_write_back(wb, n_done);
+	{
+		/*
+		 * A row claimed before DROP EXTENSION is gone; its id may name
+		 * another message in a recreated outbox.
+		 */
+		if (job->extension_oid == sms_outbox_extension_oid())
+			plan_write_back(job, &wb[i++]);
+	}
+	sms_outbox_write_back(wb, i);
 	pfree(wb);
 }
 
@@ -596,7 +603,7 @@ sms_worker_main(Datum main_arg)
 
 		if (claim || n_done > 0)
 		{
-			elog(DEBUG1, "sms worker: claim %d (woken %d, more_due %d), %d to write back, %d slots",
+			elog(DEBUG2, "sms worker: claim %d (woken %d, more_due %d), %d to write back, %d slots",
 				 claim, woken, more_due, n_done, send_slots);
 			if (claim)
 				next_due = 0;
@@ -637,7 +644,7 @@ sms_worker_main(Datum main_arg)
 		if (n_done > 0)
 			timeout = 0;
 
-		elog(DEBUG1, "sms worker: sleeping %ld ms (in flight %d, more_due %d, next_due in %ld ms)",
+		elog(DEBUG2, "sms worker: sleeping %ld ms (in flight %d, more_due %d, next_due in %ld ms)",
 			 timeout, sms_http_in_flight(), more_due, next_due ? ms_until(next_due, now) : -1);
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitEventSetWait(set, timeout, events, lengthof(events),
