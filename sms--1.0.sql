@@ -29,7 +29,7 @@ CREATE TABLE sms_outbox (
 	media_urls		text[],
 	send_at			timestamptz,
 	priority		int NOT NULL DEFAULT 0,
-	idempotency_key text UNIQUE,
+	idempotency_key text,
 	state			sms_state NOT NULL DEFAULT 'pending',
 	attempts		int NOT NULL DEFAULT 0,
 	next_attempt_at timestamptz NOT NULL DEFAULT now(),
@@ -45,6 +45,15 @@ CREATE TABLE sms_outbox (
 	sent_at			timestamptz,
 	updated_at		timestamptz NOT NULL DEFAULT now(),
 	created_by		name NOT NULL DEFAULT current_user
+)
+WITH (
+	-- every message is inserted and updated twice: vacuum early and often,
+	-- so the claim's index scans do not wade through dead rows
+	autovacuum_vacuum_scale_factor = 0.01,
+	autovacuum_vacuum_threshold = 1000,
+	autovacuum_vacuum_insert_scale_factor = 0.01,
+	autovacuum_analyze_scale_factor = 0.02,
+	autovacuum_vacuum_cost_delay = 0
 );
 
 COMMENT ON TABLE sms_outbox IS 'messages queued by sms_send() or by INSERT, and what became of them';
@@ -57,6 +66,10 @@ CREATE INDEX sms_outbox_claim_idx ON sms_outbox (priority DESC, next_attempt_at,
 -- Rows whose outcome is open: found at start-up and by reconciliation.
 CREATE INDEX sms_outbox_open_idx ON sms_outbox (next_attempt_at)
 	WHERE state IN ('sending', 'unknown');
+
+-- Unique where given; the many rows without a key cost no index entries.
+CREATE UNIQUE INDEX sms_outbox_idempotency_key_idx ON sms_outbox (idempotency_key)
+	WHERE idempotency_key IS NOT NULL;
 
 -- Messages are dumped with the database (pg_dump skips extension tables
 -- otherwise).

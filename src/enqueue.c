@@ -159,14 +159,15 @@ prepare_plans(void)
 	SPI_keepplan(insert_plan);
 
 	/* ON CONFLICT costs a speculative insertion: only when a key is given */
-	sql = psprintf(INSERT_SQL " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+	sql = psprintf(INSERT_SQL " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL"
+				   " DO NOTHING RETURNING id",
 				   table);
 	insert_keyed_plan = SPI_prepare(sql, 9, argtypes);
 	if (insert_keyed_plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(insert_keyed_plan);
 
-	sql = psprintf("SELECT id FROM %s WHERE idempotency_key = $1", table);
+	sql = psprintf("SELECT id FROM %s WHERE idempotency_key = $1 AND idempotency_key IS NOT NULL", table);
 	lookup_key_plan = SPI_prepare(sql, 1, argtypes + 6);
 	if (lookup_key_plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

@@ -145,9 +145,25 @@ prepare_plans(Oid extoid)
 									" WHERE state = 'sending'", s),
 						   1, grace_args);
 
+	/*
+	 * The earliest due time of a pending or unknown row.  The claim index is
+	 * ordered by priority first, so min() over it would read every pending
+	 * row; instead skip from one priority to the next, taking the earliest
+	 * row of each (a loose index scan), and there are few priorities.
+	 */
 	next_due_plan = prepare(psprintf(
-									 "SELECT min(next_attempt_at) FROM %s.sms_outbox"
-									 " WHERE state IN ('pending', 'unknown')", s),
+									 "WITH RECURSIVE p AS ("
+									 " (SELECT priority, next_attempt_at FROM %s.sms_outbox"
+									 " WHERE state = 'pending'"
+									 " ORDER BY priority DESC, next_attempt_at LIMIT 1)"
+									 " UNION ALL"
+									 " SELECT x.priority, x.next_attempt_at FROM p,"
+									 " LATERAL (SELECT priority, next_attempt_at FROM %s.sms_outbox"
+									 " WHERE state = 'pending' AND priority < p.priority"
+									 " ORDER BY priority DESC, next_attempt_at LIMIT 1) x)"
+									 " SELECT (SELECT min(next_attempt_at) FROM p),"
+									 " (SELECT min(next_attempt_at) FROM %s.sms_outbox"
+									 " WHERE state = 'unknown')", s, s, s),
 							0, NULL);
 
 	purge_plan = prepare(psprintf(
@@ -412,19 +428,26 @@ sms_outbox_write_back(SmsWriteBack *wb, int n)
 	return (int) SPI_processed;
 }
 
-/* When the next pending or unknown row falls due; 0 if there is none. */
-TimestampTz
-sms_outbox_next_due(void)
+/*
+ * When the next pending row and the next unknown row fall due; 0 for none.
+ */
+void
+sms_outbox_next_due(TimestampTz *pending_due, TimestampTz *unknown_due)
 {
 	bool		isnull;
 	Datum		d;
 
+	*pending_due = *unknown_due = 0;
 	/* not read-only: it must see this transaction's own write-back */
 	if (SPI_execute_plan(next_due_plan, NULL, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
-		return 0;
+		return;
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? 0 : DatumGetTimestampTz(d);
+	if (!isnull)
+		*pending_due = DatumGetTimestampTz(d);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (!isnull)
+		*unknown_due = DatumGetTimestampTz(d);
 }
 
 /* Delete up to one batch of finished rows older than the retention. */

@@ -29,7 +29,7 @@ extern int	sms_outbox_recover_inflight(void);
 extern SmsJob *sms_outbox_claim(int limit, int *nclaimed);
 extern SmsJob *sms_outbox_claim_unknown(int limit, int lease_ms, int *nclaimed);
 extern int	sms_outbox_write_back(SmsWriteBack *wb, int n);
-extern TimestampTz sms_outbox_next_due(void);
+extern void sms_outbox_next_due(TimestampTz *pending_due, TimestampTz *unknown_due);
 extern int	sms_outbox_purge(int retention_s);
 
 #endif							/* SMS_OUTBOX_H */

@@ -6,11 +6,13 @@
  *
  *	  Each turn of the loop waits in WaitEventSetWait for the latch (set by
  *	  committing backends, SIGHUP and SIGTERM), postmaster death and curl's
- *	  sockets; collects finished requests; and then, in one short
- *	  transaction, writes back their outcomes and claims as many due rows as
- *	  there are free slots.  The transaction commits before any of the new
- *	  requests goes out, so a row is durably 'sending' before the provider
- *	  can have seen it.
+ *	  sockets; collects finished requests; refills free request slots from a
+ *	  small queue of claimed rows; and, when enough outcomes wait or the queue
+ *	  runs low, runs one short transaction that writes back outcomes and
+ *	  claims the next rows.  That transaction commits before any of the rows
+ *	  it claims is sent, so a row is durably 'sending' before the provider
+ *	  can have seen it.  Claiming ahead of the free slots keeps the network
+ *	  busy while the database does its part in batches.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,6 +38,10 @@
 
 /* with nothing known to be due, look anyway this often (prepared xacts) */
 #define IDLE_RECHECK_MS 60000
+/* write back at once when this many outcomes wait ... */
+#define WRITE_BACK_BATCH 256
+/* ... or when the oldest has waited this long */
+#define WRITE_BACK_DELAY_MS 5
 /* while paused, try one message this often to see if the cause is gone */
 #define PAUSE_PROBE_MS 30000
 /* lookups in flight at most: reconciliation must not flood the provider */
@@ -45,10 +51,17 @@
 
 static const SmsProvider *provider = &sms_twilio_provider;
 
-/* finished jobs waiting for the write-back */
-static SmsJob *done_head = NULL;
-static SmsJob *done_tail = NULL;
-static int	n_done = 0;
+/* a FIFO of jobs */
+typedef struct JobQueue
+{
+	SmsJob	   *head;
+	SmsJob	   *tail;
+	int			n;
+} JobQueue;
+
+static JobQueue ready;			/* claimed for sending, not started yet */
+static JobQueue done;			/* finished, waiting for the write-back */
+static TimestampTz done_since = 0;	/* when the oldest in done finished */
 
 /* jobs whose requests are in flight */
 static int	sends_in_flight = 0;
@@ -56,8 +69,9 @@ static int	lookups_in_flight = 0;
 
 /* what the loop knows about the outbox */
 static bool extension_present = false;
-static bool more_due = true;	/* the last claim filled every free slot */
-static TimestampTz next_due = 0;	/* earliest known future due time */
+static bool more_pending = true;	/* the last claim got all it asked for */
+static TimestampTz pending_due = 0; /* earliest known due time, 0 if none */
+static TimestampTz unknown_due = 0;
 
 /* pause on account-wide errors */
 static bool paused = false;
@@ -70,6 +84,65 @@ static double tokens = 0;
 static TimestampTz tokens_at = 0;
 
 static TimestampTz next_retention = 0;
+
+/* look at the outbox by this time even if nothing woke us (prepared xacts) */
+static TimestampTz idle_check_at = 0;
+
+static void
+queue_push(JobQueue *q, SmsJob *job)
+{
+	job->next = NULL;
+	if (q->tail)
+		q->tail->next = job;
+	else
+		q->head = job;
+	q->tail = job;
+	q->n++;
+}
+
+static SmsJob *
+queue_pop(JobQueue *q)
+{
+	SmsJob	   *job = q->head;
+
+	if (job)
+	{
+		q->head = job->next;
+		if (q->head == NULL)
+			q->tail = NULL;
+		q->n--;
+		job->next = NULL;
+	}
+	return job;
+}
+
+static void
+push_done(SmsJob *job)
+{
+	if (done.n == 0)
+		done_since = GetCurrentTimestamp();
+	queue_push(&done, job);
+}
+
+/* Earlier of two times, where 0 means never. */
+static TimestampTz
+earliest(TimestampTz a, TimestampTz b)
+{
+	if (a == 0)
+		return b;
+	if (b == 0)
+		return a;
+	return Min(a, b);
+}
+
+/* Milliseconds until t, at least 0. */
+static long
+ms_until(TimestampTz t, TimestampTz now)
+{
+	if (t <= now)
+		return 0;
+	return (long) ((t - now + 999) / 1000);
+}
 
 static void
 worker_shmem_exit(int code, Datum arg)
@@ -97,6 +170,22 @@ update_condition(void)
 		sms_set_condition("running");
 }
 
+/*
+ * Claimed rows not sent yet go back to 'pending' with their attempt given
+ * back (at pause and at shutdown).
+ */
+static void
+abandon_ready(void)
+{
+	SmsJob	   *job;
+
+	while ((job = queue_pop(&ready)) != NULL)
+	{
+		job->outcome = OUTCOME_ABANDONED;
+		push_done(job);
+	}
+}
+
 static void
 enter_pause(const char *reason)
 {
@@ -107,6 +196,7 @@ enter_pause(const char *reason)
 	pause_reason = MemoryContextStrdup(TopMemoryContext, reason);
 	paused = true;
 	probe_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PAUSE_PROBE_MS);
+	abandon_ready();
 	ereport(LOG,
 			(errmsg("sms: sending paused: %s", reason),
 			 errdetail("The provider refused a request for a reason that applies to every message, so no message is failed for it."),
@@ -121,6 +211,7 @@ leave_pause(const char *why)
 	if (!paused)
 		return;
 	paused = false;
+	more_pending = true;
 	ereport(LOG, (errmsg("sms: sending resumed: %s", why)));
 	update_condition();
 }
@@ -145,18 +236,6 @@ backoff_until(SmsJob *job)
 	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) delay_ms);
 }
 
-static void
-push_done(SmsJob *job)
-{
-	job->next = NULL;
-	if (done_tail)
-		done_tail->next = job;
-	else
-		done_head = job;
-	done_tail = job;
-	n_done++;
-}
-
 /* Hand a job's request to curl. */
 static void
 start_job(SmsJob *job)
@@ -175,6 +254,58 @@ start_job(SmsJob *job)
 		sends_in_flight++;
 	else
 		lookups_in_flight++;
+}
+
+/* Sends sms.rate_limit allows now (a bucket holding one second's worth). */
+static int
+rate_allowance(TimestampTz now)
+{
+	if (sms_rate_limit <= 0)
+		return INT_MAX;
+	if (tokens_at == 0)
+		tokens = 1;
+	else if (now > tokens_at)
+		tokens += (now - tokens_at) / 1e6 * sms_rate_limit;
+	tokens = Min(tokens, (double) sms_rate_limit);
+	tokens_at = now;
+	return (int) tokens;
+}
+
+/* When the next token arrives, for a worker waiting on the rate limit. */
+static TimestampTz
+next_token_at(TimestampTz now)
+{
+	double		missing_tokens = 1.0 - tokens;
+
+	if (sms_rate_limit <= 0 || missing_tokens <= 0)
+		return now;
+	return now + (TimestampTz) (missing_tokens * 1e6 / sms_rate_limit) + 1;
+}
+
+static int
+free_slots(void)
+{
+	return Max(sms_max_concurrency - sends_in_flight - lookups_in_flight, 0);
+}
+
+/* Start claimed messages while there are free slots and the rate allows. */
+static void
+start_ready(TimestampTz now)
+{
+	int			n;
+
+	if (ready.n == 0)
+		return;
+	n = Min(free_slots(), rate_allowance(now));
+	/* paused, only the one probing message goes, and alone */
+	if (paused)
+		n = (sms_http_in_flight() == 0) ? Min(n, 1) : 0;
+	while (n-- > 0 && ready.n > 0)
+	{
+		start_job(queue_pop(&ready));
+		if (sms_rate_limit > 0)
+			tokens -= 1;
+	}
 }
 
 /* Collect what curl finished and decide each job's outcome. */
@@ -205,13 +336,21 @@ collect_finished(void)
 		}
 		MemoryContextSwitchTo(old);
 
+		push_done(job);
 		if (job->outcome == OUTCOME_SENT && job->kind == JOB_SEND)
 			leave_pause("a message was accepted");
 		if (job->outcome == OUTCOME_PAUSE ||
 			(job->kind == JOB_LOOKUP && job->pause_reason))
 			enter_pause(job->pause_reason);
-		push_done(job);
 	}
+}
+
+/* Let curl work, then collect what it finished. */
+static void
+drive_requests(void)
+{
+	sms_http_perform();
+	collect_finished();
 }
 
 /* The row's next state and schedule, from a finished job's outcome. */
@@ -280,8 +419,13 @@ plan_write_back(SmsJob *job, SmsWriteBack *wb)
 			break;
 	}
 
-	if (wb->next_attempt_at != 0 && (next_due == 0 || wb->next_attempt_at < next_due))
-		next_due = wb->next_attempt_at;
+	if (wb->next_attempt_at != 0)
+	{
+		if (strcmp(wb->new_state, "pending") == 0)
+			pending_due = earliest(pending_due, wb->next_attempt_at);
+		else
+			unknown_due = earliest(unknown_due, wb->next_attempt_at);
+	}
 }
 
 static void
@@ -291,10 +435,10 @@ write_back_done(void)
 	SmsJob	   *job;
 	int			i = 0;
 
-	if (n_done == 0)
+	if (done.n == 0)
 		return;
-	wb = palloc(sizeof(SmsWriteBack) * n_done);
-	for (job = done_head; job; job = job->next)
+	wb = palloc(sizeof(SmsWriteBack) * done.n);
+	for (job = done.head; job; job = job->next)
 	{
 		/*
 		 * A row claimed before DROP EXTENSION is gone; its id may name
@@ -310,60 +454,110 @@ write_back_done(void)
 static void
 free_done(void)
 {
-	while (done_head)
-	{
-		SmsJob	   *next = done_head->next;
+	SmsJob	   *job;
 
-		sms_job_free(done_head);
-		done_head = next;
-	}
-	done_tail = NULL;
-	n_done = 0;
+	while ((job = queue_pop(&done)) != NULL)
+		sms_job_free(job);
+	done_since = 0;
 }
 
-/* How many sends may start now under sms.rate_limit. */
+/* Rows to keep claimed ahead of the free request slots. */
 static int
-rate_allowance(int wanted, TimestampTz now)
+claim_target(void)
 {
-	long		secs;
-	int			usecs;
+	int			target = 4 * sms_max_concurrency;
 
-	if (sms_rate_limit <= 0)
-		return wanted;
-	if (tokens_at == 0)
-		tokens = 1;
-	else
-	{
-		TimestampDifference(tokens_at, now, &secs, &usecs);
-		tokens += (secs + usecs / 1e6) * sms_rate_limit;
-	}
-	tokens = Min(tokens, (double) Max(sms_rate_limit, 1));
-	tokens_at = now;
-	return Min(wanted, (int) tokens);
+	/* under a rate limit, claim no more than about a second's worth */
+	if (sms_rate_limit > 0)
+		target = Min(target, sms_rate_limit);
+	return Max(target, 1);
 }
 
-/* Milliseconds until t, at least 0. */
-static long
-ms_until(TimestampTz t, TimestampTz now)
+/* Can new messages be claimed for sending at all? */
+static bool
+sending_allowed(void)
 {
-	if (t <= now)
-		return 0;
-	return (long) ((t - now + 999) / 1000);
+	return extension_present && !missing && !paused;
 }
 
 /*
- * One transaction: write back what finished, then claim what can start.
- * Returns the jobs to start once it has committed.
+ * What a turn of the database would do now: write back, claim sends, claim
+ * lookups.  Returns true if there is anything to do; otherwise *wake_at is
+ * when there will be (0 for nothing known).
  */
-static SmsJob *
-write_back_and_claim(bool claim, int send_slots, int lookup_slots)
+static bool
+turn_wanted(TimestampTz now, bool woken, bool *write_back,
+			int *send_limit, int *lookup_limit, TimestampTz *wake_at)
 {
-	SmsJob	   *sends = NULL;
-	SmsJob	   *lookups = NULL;
-	SmsJob	   *tail;
-	int			nsends = 0;
-	int			nlookups = 0;
+	bool		low = ready.n < sms_max_concurrency;
 
+	*write_back = false;
+	*send_limit = 0;
+	*lookup_limit = 0;
+	*wake_at = 0;
+
+	if (done.n > 0)
+	{
+		TimestampTz flush_at = TimestampTzPlusMilliseconds(done_since,
+														   WRITE_BACK_DELAY_MS);
+
+		if (done.n >= WRITE_BACK_BATCH || sms_http_in_flight() == 0 ||
+			now >= flush_at)
+			*write_back = true;
+		else
+			*wake_at = flush_at;
+	}
+
+	if (!extension_present)
+	{
+		*wake_at = earliest(*wake_at, idle_check_at);
+		return *write_back || woken || now >= idle_check_at;
+	}
+
+	if (sending_allowed() && low)
+	{
+		if (woken || more_pending || now >= idle_check_at ||
+			(pending_due != 0 && now >= pending_due))
+			*send_limit = claim_target() - ready.n;
+		else
+			*wake_at = earliest(*wake_at, earliest(pending_due, idle_check_at));
+	}
+	else if (!missing && paused && ready.n == 0)
+	{
+		/* one message at a time tells whether the cause of a pause is gone */
+		if (now >= probe_at && sms_http_in_flight() == 0)
+			*send_limit = 1;
+		else
+			*wake_at = earliest(*wake_at, probe_at);
+	}
+
+	if (sending_allowed() && lookups_in_flight < MAX_LOOKUPS_IN_FLIGHT)
+	{
+		if (unknown_due != 0 && now >= unknown_due)
+			*lookup_limit = Min(MAX_LOOKUPS_IN_FLIGHT - lookups_in_flight,
+								Max(free_slots(), 1));
+		else
+			*wake_at = earliest(*wake_at, unknown_due);
+	}
+
+	return *write_back || *send_limit > 0 || *lookup_limit > 0;
+}
+
+/*
+ * One transaction: write back what finished, then claim what comes next.
+ * It commits before any claimed row is sent.
+ */
+static void
+database_turn(int send_limit, int lookup_limit)
+{
+	SmsJob	   *lookups = NULL;
+	SmsJob	   *job;
+	SmsJob	   *next;
+	int			n;
+	bool		query_due = false;
+	TimestampTz now = GetCurrentTimestamp();
+
+	idle_check_at = TimestampTzPlusMilliseconds(now, IDLE_RECHECK_MS);
 	if (!sms_outbox_begin())
 	{
 		/* no extension: nothing to write back to, nothing to claim */
@@ -372,55 +566,62 @@ write_back_and_claim(bool claim, int send_slots, int lookup_slots)
 			extension_present = false;
 			update_condition();
 		}
+		while ((job = queue_pop(&ready)) != NULL)
+			sms_job_free(job);
 		free_done();
-		return NULL;
+		return;
 	}
 	if (!extension_present)
 	{
 		extension_present = true;
-		more_due = true;
+		more_pending = true;
+		query_due = true;
 		sms_outbox_recover_inflight();
 		update_condition();
+		if (send_limit == 0 && sending_allowed())
+			send_limit = claim_target();
 	}
 
 	write_back_done();
 
-	if (claim)
+	if (send_limit > 0)
 	{
-		TimestampTz now = GetCurrentTimestamp();
-
-		if (send_slots > 0)
-			sends = sms_outbox_claim(send_slots, &nsends);
-		if (lookup_slots > 0)
-			lookups = sms_outbox_claim_unknown(lookup_slots,
-											   2 * sms_request_timeout_ms + sms_reconcile_grace_ms,
-											   &nlookups);
-		more_due = (send_slots > 0 && nsends == send_slots) ||
-			(lookup_slots > 0 && nlookups == lookup_slots);
-		if (!more_due)
+		for (job = sms_outbox_claim(send_limit, &n); job; job = next)
 		{
-			TimestampTz due = sms_outbox_next_due();
-
-			if (due != 0 && (next_due == 0 || due < next_due))
-				next_due = due;
-			/* due but not claimed (locked by someone): look again soon */
-			if (next_due != 0 && next_due <= now)
-				next_due = TimestampTzPlusMilliseconds(now, 100);
+			next = job->next;
+			queue_push(&ready, job);
 		}
-		if (nsends > 0 && sms_rate_limit > 0)
-			tokens -= nsends;
+		more_pending = (n == send_limit);
+		if (!more_pending)
+			query_due = true;
+	}
+	if (lookup_limit > 0)
+	{
+		lookups = sms_outbox_claim_unknown(lookup_limit,
+										   2 * sms_request_timeout_ms + sms_reconcile_grace_ms,
+										   &n);
+		if (n < lookup_limit)
+			query_due = true;
+	}
+	if (query_due)
+	{
+		sms_outbox_next_due(&pending_due, &unknown_due);
+		/* due yet not claimed (locked by a writer): look again soon */
+		if (pending_due != 0 && pending_due <= now && !more_pending)
+			pending_due = TimestampTzPlusMilliseconds(now, 100);
+		if (unknown_due != 0 && unknown_due <= now)
+			unknown_due = TimestampTzPlusMilliseconds(now, 100);
 	}
 
 	sms_outbox_commit();
 	free_done();
 
-	/* one list: sends first */
-	if (sends == NULL)
-		return lookups;
-	for (tail = sends; tail->next; tail = tail->next)
-		;
-	tail->next = lookups;
-	return sends;
+	for (job = lookups; job; job = next)
+	{
+		next = job->next;
+		job->next = NULL;
+		start_job(job);
+	}
 }
 
 static void
@@ -452,16 +653,17 @@ shut_down(WaitEventSet *set)
 {
 	TimestampTz deadline;
 	WaitEvent	ev;
+	SmsJob	   *job;
 
 	HOLD_INTERRUPTS();
 	sms_set_condition("stopping");
+	abandon_ready();
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   Min(sms_request_timeout_ms, 2000));
 	while (sms_http_in_flight() > 0)
 	{
-		TimestampTz now = GetCurrentTimestamp();
-		long		timeout = ms_until(deadline, now);
+		long		timeout = ms_until(deadline, GetCurrentTimestamp());
 		long		curl_timeout = sms_http_timeout_ms();
 
 		if (timeout == 0)
@@ -470,44 +672,37 @@ shut_down(WaitEventSet *set)
 			timeout = Min(timeout, curl_timeout);
 		(void) WaitEventSetWait(set, timeout, &ev, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
-		sms_http_perform();
-		collect_finished();
+		drive_requests();
+		abandon_ready();		/* a lookup's outcome may have paused us */
 	}
 
 	/* abandon the rest */
+	while ((job = sms_http_any_in_flight()) != NULL)
 	{
-		SmsJob	   *job;
-
-		while ((job = sms_http_any_in_flight()) != NULL)
+		sms_http_abort(job);
+		if (job->kind == JOB_SEND)
 		{
-			sms_http_abort(job);
-			if (job->kind == JOB_SEND)
+			sends_in_flight--;
+			if (job->request_sent)
 			{
-				sends_in_flight--;
-				if (job->request_sent)
-				{
-					job->outcome = OUTCOME_UNKNOWN;
-					job->error_message = "the worker stopped while the request was in flight";
-				}
-				else
-					job->outcome = OUTCOME_ABANDONED;
+				job->outcome = OUTCOME_UNKNOWN;
+				job->error_message = "the worker stopped while the request was in flight";
 			}
 			else
-			{
-				lookups_in_flight--;
-				job->outcome = OUTCOME_LOOKUP_AGAIN;
-			}
-			push_done(job);
+				job->outcome = OUTCOME_ABANDONED;
 		}
+		else
+		{
+			lookups_in_flight--;
+			job->outcome = OUTCOME_LOOKUP_AGAIN;
+		}
+		push_done(job);
 	}
 
-	if (extension_present && n_done > 0)
+	if (extension_present && done.n > 0 && sms_outbox_begin())
 	{
-		if (sms_outbox_begin())
-		{
-			write_back_done();
-			sms_outbox_commit();
-		}
+		write_back_done();
+		sms_outbox_commit();
 	}
 	free_done();
 	proc_exit(1);
@@ -551,101 +746,65 @@ sms_worker_main(Datum main_arg)
 	ereport(LOG,
 			(errmsg("sms worker started for database \"%s\"", sms_database)));
 
-	/* first turn: look at the outbox at once */
-	extension_present = false;
-	more_due = true;
+	/* the first turn looks at the outbox at once */
 	update_condition();
+	database_turn(0, 0);
+	start_ready(GetCurrentTimestamp());
+	drive_requests();
 
 	for (;;)
 	{
-		TimestampTz now = GetCurrentTimestamp();
-		int			send_slots;
-		int			lookup_slots;
-		bool		claim;
-		bool		woken;
+		TimestampTz now;
+		TimestampTz wake_at;
+		bool		woken = false;
+		bool		write_back;
+		int			send_limit;
+		int			lookup_limit;
 		long		timeout;
 		long		curl_timeout;
-		SmsJob	   *jobs;
-		SmsJob	   *next;
-		bool		probing = false;
 
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
 
-		/* how much can start now */
-		send_slots = sms_max_concurrency - sends_in_flight - lookups_in_flight;
-		send_slots = Max(send_slots, 0);
-		lookup_slots = Min(send_slots, MAX_LOOKUPS_IN_FLIGHT - lookups_in_flight);
-		lookup_slots = Max(lookup_slots, 0);
-		if (missing)
-			send_slots = lookup_slots = 0;
-		else if (paused)
-		{
-			lookup_slots = 0;
-			if (now >= probe_at && sms_http_in_flight() == 0)
-			{
-				send_slots = Min(send_slots, 1);
-				probing = true;
-			}
-			else
-				send_slots = 0;
-		}
-		send_slots = rate_allowance(send_slots, now);
+		now = GetCurrentTimestamp();
+		start_ready(now);
 
-		woken = false;
-		if (send_slots + lookup_slots > 0 || !extension_present)
+		/*
+		 * Take the wake-up flag only when it can be acted on now; else it
+		 * stays set and is seen once the queue has room again.
+		 */
+		if (!extension_present || (sending_allowed() && ready.n < sms_max_concurrency))
 			woken = pg_atomic_exchange_u32(&sms_shared->wakeup_requested, 0) != 0;
 
-		claim = (send_slots + lookup_slots > 0) &&
-			(woken || more_due || (next_due != 0 && now >= next_due));
-		if (!extension_present && woken)
-			claim = true;
-
-		if (claim || n_done > 0)
+		if (turn_wanted(now, woken, &write_back, &send_limit, &lookup_limit, &wake_at))
 		{
-			elog(DEBUG2, "sms worker: claim %d (woken %d, more_due %d), %d to write back, %d slots",
-				 claim, woken, more_due, n_done, send_slots);
-			if (claim)
-				next_due = 0;
-			if (probing)
-				probe_at = TimestampTzPlusMilliseconds(now, PAUSE_PROBE_MS);
-			jobs = write_back_and_claim(claim, send_slots, lookup_slots);
-			for (; jobs; jobs = next)
-			{
-				next = jobs->next;
-				jobs->next = NULL;
-				start_job(jobs);
-			}
-			/* a reply may already be complete: collect it before sleeping */
-			sms_http_perform();
-			collect_finished();
+			elog(DEBUG2, "sms worker: turn: %d to write back, claim %d + %d lookups",
+				 done.n, send_limit, lookup_limit);
+			database_turn(send_limit, lookup_limit);
+			start_ready(GetCurrentTimestamp());
+			/* replies may already have come: collect them before sleeping */
+			drive_requests();
 		}
 
 		run_retention(now);
 
-		/* how long to sleep */
+		/* sleep until there is something to do */
 		now = GetCurrentTimestamp();
-		timeout = IDLE_RECHECK_MS;
-		if (!extension_present)
-			timeout = IDLE_RECHECK_MS;
-		else if (missing)
-			timeout = IDLE_RECHECK_MS;
-		else if (paused)
-			timeout = ms_until(probe_at, now);
-		else if (more_due && sms_max_concurrency > sms_http_in_flight())
-			timeout = (sms_rate_limit > 0) ? Max(1000 / sms_rate_limit, 1) : 0;
-		else if (next_due != 0)
-			timeout = Min(timeout, ms_until(next_due, now));
+		if (turn_wanted(now, false, &write_back, &send_limit, &lookup_limit, &wake_at))
+			timeout = 0;
+		else
+		{
+			timeout = wake_at ? ms_until(wake_at, now) : IDLE_RECHECK_MS;
+			timeout = Min(timeout, IDLE_RECHECK_MS);
+		}
+		if (ready.n > 0 && !paused && free_slots() > 0)
+			timeout = Min(timeout, ms_until(next_token_at(now), now));
 		curl_timeout = sms_http_timeout_ms();
 		if (curl_timeout >= 0)
 			timeout = Min(timeout, curl_timeout);
-		if (sms_retention_s > 0)
+		if (sms_retention_s > 0 && extension_present)
 			timeout = Min(timeout, ms_until(next_retention, now));
-		if (n_done > 0)
-			timeout = 0;
 
-		elog(DEBUG2, "sms worker: sleeping %ld ms (in flight %d, more_due %d, next_due in %ld ms)",
-			 timeout, sms_http_in_flight(), more_due, next_due ? ms_until(next_due, now) : -1);
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitEventSetWait(set, timeout, events, lengthof(events),
 								PG_WAIT_EXTENSION);
@@ -664,11 +823,10 @@ sms_worker_main(Datum main_arg)
 			/* the cause of a pause may have been fixed: try at once */
 			if (paused)
 				leave_pause("the configuration was reloaded");
-			more_due = true;
+			more_pending = true;
 			update_condition();
 		}
 
-		sms_http_perform();
-		collect_finished();
+		drive_requests();
 	}
 }
