@@ -101,18 +101,21 @@ CREATE TRIGGER sms_outbox_validate
 	ON sms_outbox
 	FOR EACH ROW EXECUTE FUNCTION sms_outbox_validate();
 
--- Wakes the worker when the inserting (or re-queuing) transaction commits.
+-- Wakes the worker when a transaction that re-queues rows commits (inserted
+-- rows wake it from sms_outbox_validate, which every inserted row passes).
 CREATE FUNCTION sms_outbox_wake() RETURNS trigger
 	AS 'MODULE_PATHNAME', 'sms_outbox_wake'
 	LANGUAGE C;
 
 CREATE TRIGGER sms_outbox_wake
-	AFTER INSERT OR UPDATE OF state, next_attempt_at
+	AFTER UPDATE OF state, next_attempt_at
 	ON sms_outbox
 	FOR EACH STATEMENT EXECUTE FUNCTION sms_outbox_wake();
 
+-- SECURITY DEFINER: a role may cancel without any right to write the
+-- outbox, and can move a row nowhere but from pending to canceled.
 CREATE FUNCTION sms_cancel(id bigint) RETURNS boolean
-	LANGUAGE sql VOLATILE STRICT
+	LANGUAGE sql VOLATILE STRICT SECURITY DEFINER
 	SET search_path = @extschema@, pg_catalog, pg_temp
 	BEGIN ATOMIC
 		WITH c AS (

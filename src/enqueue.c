@@ -23,6 +23,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -205,6 +206,7 @@ sms_send(PG_FUNCTION_ARGS)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	Oid			save_userid;
 	int			save_sec_context;
+	int			save_nestlevel;
 	int64		id = -1;
 	int			i;
 
@@ -239,8 +241,19 @@ sms_send(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	prepare_plans();
 
+	/*
+	 * Insert as the outbox's owner, in a restricted operation with a pinned
+	 * search_path, as a SECURITY DEFINER function would: whatever the caller
+	 * put on its search_path cannot run with the owner's rights in a trigger
+	 * on the outbox.
+	 */
 	SetUserIdAndSecContext(outbox_owner,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	in_sms_send = true;
 	PG_TRY();
 	{
@@ -267,6 +280,7 @@ sms_send(PG_FUNCTION_ARGS)
 	PG_FINALLY();
 	{
 		in_sms_send = false;
+		AtEOXact_GUC(false, save_nestlevel);
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 	}
 	PG_END_TRY();
@@ -274,7 +288,10 @@ sms_send(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	if (id < 0)
-		elog(ERROR, "sms_send could not find the queued message");
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("message with idempotency_key \"%s\" was deleted while it was being looked up", key),
+				 errhint("Call sms_send() again.")));
 
 	PG_RETURN_INT64(id);
 }
@@ -290,6 +307,7 @@ typedef struct OutboxAttnums
 	int			idempotency_key;
 	int			next_attempt_at;
 	int			created_by;
+	int			state;
 } OutboxAttnums;
 
 static int
@@ -325,9 +343,9 @@ sms_outbox_validate(PG_FUNCTION_ARGS)
 	OutboxAttnums a;
 	bool		isnull;
 	Datum		d;
-	Datum		newvals[2];
-	bool		newnulls[2] = {false, false};
-	int			attnums[2];
+	Datum		newvals[3];
+	bool		newnulls[3] = {false, false, false};
+	int			attnums[3];
 	int			nnew = 0;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 
@@ -339,9 +357,19 @@ sms_outbox_validate(PG_FUNCTION_ARGS)
 	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
 		trigdata->tg_newtuple : trigdata->tg_trigtuple;
 
-	/* sms_send() validated its arguments and set these columns itself */
+	/* every inserted row wakes the worker at commit, however it came */
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		sms_wake_worker_at_commit();
+
+	/*
+	 * sms_send() validated its arguments and set these columns itself; the
+	 * flag covers its one row only, not rows a user trigger might insert.
+	 */
 	if (in_sms_send)
+	{
+		in_sms_send = false;
 		return PointerGetDatum(tuple);
+	}
 
 	tupdesc = trigdata->tg_relation->rd_att;
 	a.to_number = attnum_of(tupdesc, "to_number");
@@ -352,6 +380,7 @@ sms_outbox_validate(PG_FUNCTION_ARGS)
 	a.idempotency_key = attnum_of(tupdesc, "idempotency_key");
 	a.next_attempt_at = attnum_of(tupdesc, "next_attempt_at");
 	a.created_by = attnum_of(tupdesc, "created_by");
+	a.state = attnum_of(tupdesc, "state");
 
 	sms_validate_to(cstring_attr(tuple, tupdesc, a.to_number));
 	sms_validate_from(cstring_attr(tuple, tupdesc, a.from_number));
@@ -380,12 +409,26 @@ sms_outbox_validate(PG_FUNCTION_ARGS)
 		}
 	}
 
-	/* created_by is the inserting role, whatever the statement said */
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
+		Datum		sd = heap_getattr(tuple, a.state, tupdesc, &isnull);
+
+		/* created_by is the inserting role, whatever the statement said */
 		attnums[nnew] = a.created_by;
 		newvals[nnew++] = DirectFunctionCall1(namein,
 											  CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+
+		/*
+		 * A row arriving as 'sending' (a restored dump, say) may have gone
+		 * out: it is 'unknown' until the provider is asked.
+		 */
+		if (!isnull && strcmp(DatumGetCString(DirectFunctionCall1(enum_out, sd)), "sending") == 0)
+		{
+			attnums[nnew] = a.state;
+			newvals[nnew++] = DirectFunctionCall2(enum_in,
+												  CStringGetDatum("unknown"),
+												  ObjectIdGetDatum(TupleDescAttr(tupdesc, a.state - 1)->atttypid));
+		}
 	}
 
 	if (nnew > 0)

@@ -101,15 +101,34 @@ check_api_key_sid(char **newval, void **extra, GucSource source)
 	return check_sid_setting(newval, "SK", "An API key SID");
 }
 
+/* Does an http:// URL name this machine (the only place plain HTTP may go)? */
+static bool
+is_loopback_http(const char *url)
+{
+	static const char *const hosts[] = {"127.0.0.1", "localhost", "[::1]"};
+	size_t		i;
+
+	if (pg_strncasecmp(url, "http://", 7) != 0)
+		return false;
+	for (i = 0; i < lengthof(hosts); i++)
+	{
+		size_t		len = strlen(hosts[i]);
+
+		if (pg_strncasecmp(url + 7, hosts[i], len) == 0 &&
+			(url[7 + len] == '\0' || url[7 + len] == ':' || url[7 + len] == '/'))
+			return true;
+	}
+	return false;
+}
+
 static bool
 check_api_url(char **newval, void **extra, GucSource source)
 {
 	if (*newval == NULL)
 		return true;
-	if (pg_strncasecmp(*newval, "https://", 8) == 0 ||
-		pg_strncasecmp(*newval, "http://", 7) == 0)
+	if (pg_strncasecmp(*newval, "https://", 8) == 0 || is_loopback_http(*newval))
 		return true;
-	GUC_check_errdetail("The API URL must start with \"https://\" (or \"http://\" for a local test server).");
+	GUC_check_errdetail("The API URL must start with \"https://\"; credentials are never sent unencrypted, so \"http://\" is accepted only for a test server on this machine (127.0.0.1, localhost or [::1]).");
 	return false;
 }
 
@@ -338,12 +357,18 @@ sms_emit_log_hook(ErrorData *edata)
 	for (i = 0; i < lengthof(secret_settings); i++)
 	{
 		const char *name = secret_settings[i];
-		char	   *changed = psprintf("parameter \"%s\" changed to ", name);
 		const char *at;
 
 		if (edata->message == NULL)
 			break;
-		if (strncmp(edata->message, changed, strlen(changed)) == 0)
+
+		/*
+		 * Compare the untranslated format, so that a translated server log
+		 * (lc_messages) is redacted as well.
+		 */
+		if (edata->message_id &&
+			strcmp(edata->message_id, "parameter \"%s\" changed to \"%s\"") == 0 &&
+			strstr(edata->message, name) != NULL)
 		{
 			MemoryContext old = MemoryContextSwitchTo(ErrorContext);
 
@@ -361,7 +386,6 @@ sms_emit_log_hook(ErrorData *edata)
 									  edata->message, name);
 			MemoryContextSwitchTo(old);
 		}
-		pfree(changed);
 
 		if (debug_query_string && strstr(debug_query_string, name) != NULL)
 			edata->hide_stmt = true;

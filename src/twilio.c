@@ -121,26 +121,18 @@ twilio_prepare_lookup(SmsJob *job)
 	if (job->pages == 0)
 	{
 		StringInfoData q;
-		pg_time_t	t;
-		struct pg_tm *tm;
-		char		date[16];
 
 		/*
-		 * DateSent is a UTC date; start from the day of our attempt less the
-		 * slack, so a clock skew around midnight cannot hide the message.
+		 * No DateSent filter: Twilio filters on date_sent, which is empty
+		 * while a message is still queued, exactly when a slow provider made
+		 * the attempt time out.  The list comes newest first; paging stops
+		 * at messages created before the attempt (see finish_lookup).
 		 */
-		t = timestamptz_to_time_t(job->last_attempt_at) - 600;
-		tm = pg_gmtime(&t);
-		snprintf(date, sizeof(date), "%04d-%02d-%02d",
-				 tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday);
-
 		initStringInfo(&q);
 		append_param(&q, easy, "To", job->to_number);
 		/* with a Messaging Service the sending number is the provider's pick */
 		if (!sms_is_messaging_service_sid(job->from_number))
 			append_param(&q, easy, "From", job->from_number);
-		/* the filter is named "DateSent>", so "DateSent%3E=date" */
-		appendStringInfo(&q, "&DateSent%%3E=%s", date);
 		appendStringInfo(&q, "&PageSize=%d", LOOKUP_PAGE_SIZE);
 		job->url = psprintf("%s/Messages.json?%s", account_url(), q.data);
 	}
@@ -217,15 +209,18 @@ valid_price(const char *s)
 		return NULL;
 	if (*p == '-' || *p == '+')
 		p++;
-	if (!isdigit((unsigned char) *p) && *p != '.')
-		return NULL;
-	while (isdigit((unsigned char) *p))
-		p++;
-	if (*p == '.')
-		p++;
-	while (isdigit((unsigned char) *p))
-		p++;
-	return (*p == '\0' && p - s < 40) ? pstrdup(s) : NULL;
+	{
+		int			digits = 0;
+
+		while (isdigit((unsigned char) *p))
+			p++, digits++;
+		if (*p == '.')
+			p++;
+		while (isdigit((unsigned char) *p))
+			p++, digits++;
+		/* numeric input must accept it: at least one digit, nothing else */
+		return (*p == '\0' && digits > 0 && p - s < 40) ? pstrdup(s) : NULL;
+	}
 }
 
 static void
@@ -308,12 +303,22 @@ twilio_finish_send(SmsJob *job)
 	else
 		set_error(job, code, "HTTP %ld from the provider", http);
 
-	if (http == 429)
-		job->outcome = OUTCOME_RETRY;	/* never processed */
+	if (http == 429 || http == 408 || code == 21611)
+		job->outcome = OUTCOME_RETRY;	/* not processed: try again later */
 	else if ((reason = account_wide_reason(http, code)) != NULL)
 	{
 		job->outcome = OUTCOME_PAUSE;
 		job->pause_reason = pstrdup(reason);
+	}
+	else if (http >= 400 && http < 500 && code == 0)
+	{
+		/*
+		 * A 4xx that is no Twilio error (an HTML 404 from a wrong
+		 * sms.api_url, a proxy's 407) says nothing about this message:
+		 * failing every message for it would be wrong.
+		 */
+		job->outcome = OUTCOME_PAUSE;
+		job->pause_reason = psprintf("unexpected HTTP %ld from sms.api_url, not a provider error", http);
 	}
 	else if (http >= 400 && http < 500)
 		job->outcome = OUTCOME_FAILED;
@@ -369,7 +374,9 @@ parse_rfc2822(const char *s)
 	if (s == NULL ||
 		sscanf(s, "%*3s, %d %3s %d %d:%d:%d %5s", &day, monname, &year,
 			   &hh, &mm, &ss, zone) != 7 ||
-		(mon = month_number(monname)) == 0)
+		(mon = month_number(monname)) == 0 ||
+		day < 1 || day > 31 || year < 1970 || year > 9999 ||
+		hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 60)
 		return 0;
 	if ((zone[0] == '+' || zone[0] == '-') && strlen(zone) == 5)
 	{
@@ -381,6 +388,9 @@ parse_rfc2822(const char *s)
 	secs = days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss - off;
 	return time_t_to_timestamptz((pg_time_t) secs);
 }
+
+/* Trial accounts prepend this to every body they send. */
+#define TRIAL_PREFIX "Sent from your Twilio trial account - "
 
 static bool
 same_text(const char *a, const char *b)
@@ -396,7 +406,11 @@ matches(SmsJob *job, TwilioMessage *m)
 {
 	TimestampTz created = parse_rfc2822(m->date_created);
 
-	if (!same_text(job->to_number, m->to) || !same_text(job->body, m->body))
+	if (!same_text(job->to_number, m->to))
+		return false;
+	if (!same_text(job->body, m->body) &&
+		!(m->body && strncmp(m->body, TRIAL_PREFIX, strlen(TRIAL_PREFIX)) == 0 &&
+		  same_text(job->body, m->body + strlen(TRIAL_PREFIX))))
 		return false;
 	if (sms_is_messaging_service_sid(job->from_number))
 	{
@@ -448,11 +462,21 @@ twilio_finish_lookup(SmsJob *job)
 
 	for (i = 0; i < reply.nmessages; i++)
 	{
+		TimestampTz created;
+
 		if (matches(job, &reply.messages[i]))
 		{
 			take_message(job, &reply.messages[i]);
 			job->outcome = OUTCOME_SENT;
 			return false;
+		}
+		/* newest first: past the attempt, nothing older can be ours */
+		created = parse_rfc2822(reply.messages[i].date_created);
+		if (created != 0 &&
+			created < job->last_attempt_at - (int64) MATCH_SLACK_SECS * USECS_PER_SEC)
+		{
+			reply.next_page_uri = NULL;
+			break;
 		}
 	}
 
@@ -471,7 +495,9 @@ twilio_finish_lookup(SmsJob *job)
 			while (len > 0 && sms_api_url[len - 1] == '/')
 				len--;
 			job->url = psprintf("%.*s%s", len, sms_api_url, reply.next_page_uri);
-			resetStringInfo(&job->response);
+			/* the next page gets a fresh buffer; this one is done with */
+			pfree(job->response.data);
+			job->response.data = NULL;
 			return true;
 		}
 	}

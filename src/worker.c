@@ -85,6 +85,9 @@ static TimestampTz tokens_at = 0;
 
 static TimestampTz next_retention = 0;
 
+/* after a failed turn of the database, wait a little before the next */
+static TimestampTz turn_error_backoff_until = 0;
+
 /* look at the outbox by this time even if nothing woke us (prepared xacts) */
 static TimestampTz idle_check_at = 0;
 
@@ -98,6 +101,44 @@ queue_push(JobQueue *q, SmsJob *job)
 		q->head = job;
 	q->tail = job;
 	q->n++;
+}
+
+/*
+ * Merge a list of claimed jobs (most urgent first) into the ready queue:
+ * by priority, first come first served within one priority, so a message
+ * of higher priority does not wait behind rows claimed before it.
+ */
+static void
+queue_merge_by_priority(JobQueue *q, SmsJob *jobs)
+{
+	SmsJob	   *merged = NULL;
+	SmsJob	  **tail = &merged;
+	SmsJob	   *a = q->head;
+	SmsJob	   *b = jobs;
+	int			n = q->n;
+
+	for (SmsJob *j = jobs; j; j = j->next)
+		n++;
+	while (a && b)
+	{
+		if (b->priority > a->priority)
+		{
+			*tail = b;
+			b = b->next;
+		}
+		else
+		{
+			*tail = a;
+			a = a->next;
+		}
+		tail = &(*tail)->next;
+	}
+	*tail = a ? a : b;
+	q->head = merged;
+	q->tail = NULL;
+	for (SmsJob *j = merged; j; j = j->next)
+		q->tail = j;
+	q->n = n;
 }
 
 static SmsJob *
@@ -414,8 +455,10 @@ plan_write_back(SmsJob *job, SmsWriteBack *wb)
 			break;
 		case OUTCOME_LOOKUP_AGAIN:
 		case OUTCOME_NONE:
+			/* the lookup failed: ask again, but not in a tight loop */
 			wb->new_state = "unknown";
-			wb->next_attempt_at = backoff_until(job);
+			wb->next_attempt_at = Max(backoff_until(job),
+									  TimestampTzPlusMilliseconds(now, Max(sms_reconcile_grace_ms, 5000)));
 			break;
 	}
 
@@ -465,7 +508,7 @@ free_done(void)
 static int
 claim_target(void)
 {
-	int			target = 4 * sms_max_concurrency;
+	int			target = 2 * sms_max_concurrency;
 
 	/* under a rate limit, claim no more than about a second's worth */
 	if (sms_rate_limit > 0)
@@ -496,6 +539,12 @@ turn_wanted(TimestampTz now, bool woken, bool *write_back,
 	*lookup_limit = 0;
 	*wake_at = 0;
 
+	if (now < turn_error_backoff_until)
+	{
+		*wake_at = turn_error_backoff_until;
+		return false;
+	}
+
 	if (done.n > 0)
 	{
 		TimestampTz flush_at = TimestampTzPlusMilliseconds(done_since,
@@ -522,10 +571,13 @@ turn_wanted(TimestampTz now, bool woken, bool *write_back,
 		else
 			*wake_at = earliest(*wake_at, earliest(pending_due, idle_check_at));
 	}
-	else if (!missing && paused && ready.n == 0)
+	else if (!missing && paused && ready.n == 0 && sms_http_in_flight() == 0)
 	{
-		/* one message at a time tells whether the cause of a pause is gone */
-		if (now >= probe_at && sms_http_in_flight() == 0)
+		/*
+		 * One message every PAUSE_PROBE_MS tells whether the cause of a pause
+		 * is gone.  (With requests in flight, their completion wakes us.)
+		 */
+		if (now >= probe_at)
 			*send_limit = 1;
 		else
 			*wake_at = earliest(*wake_at, probe_at);
@@ -548,8 +600,9 @@ turn_wanted(TimestampTz now, bool woken, bool *write_back,
  * It commits before any claimed row is sent.
  */
 static void
-database_turn(int send_limit, int lookup_limit)
+database_turn_once(int send_limit, int lookup_limit)
 {
+	SmsJob	   *sends = NULL;
 	SmsJob	   *lookups = NULL;
 	SmsJob	   *job;
 	SmsJob	   *next;
@@ -557,7 +610,6 @@ database_turn(int send_limit, int lookup_limit)
 	bool		query_due = false;
 	TimestampTz now = GetCurrentTimestamp();
 
-	idle_check_at = TimestampTzPlusMilliseconds(now, IDLE_RECHECK_MS);
 	if (!sms_outbox_begin())
 	{
 		/* no extension: nothing to write back to, nothing to claim */
@@ -586,11 +638,9 @@ database_turn(int send_limit, int lookup_limit)
 
 	if (send_limit > 0)
 	{
-		for (job = sms_outbox_claim(send_limit, &n); job; job = next)
-		{
-			next = job->next;
-			queue_push(&ready, job);
-		}
+		if (paused)
+			probe_at = TimestampTzPlusMilliseconds(now, PAUSE_PROBE_MS);
+		sends = sms_outbox_claim(send_limit, &n);
 		more_pending = (n == send_limit);
 		if (!more_pending)
 			query_due = true;
@@ -614,8 +664,10 @@ database_turn(int send_limit, int lookup_limit)
 	}
 
 	sms_outbox_commit();
-	free_done();
 
+	/* only now are the claims durable: the rows may go out */
+	free_done();
+	queue_merge_by_priority(&ready, sends);
 	for (job = lookups; job; job = next)
 	{
 		next = job->next;
@@ -624,22 +676,77 @@ database_turn(int send_limit, int lookup_limit)
 	}
 }
 
+/*
+ * A turn of the database that fails (a lock timeout, a conflict with DROP
+ * EXTENSION, ...) must not take the requests in flight down with the
+ * worker: roll back, keep the outcomes for the next turn, and go on.
+ * Interrupts are held so that SIGTERM is handled between turns, where every
+ * row can be left truthful.
+ */
+static void
+database_turn(int send_limit, int lookup_limit)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	HOLD_INTERRUPTS();
+	PG_TRY();
+	{
+		database_turn_once(send_limit, lookup_limit);
+	}
+	PG_CATCH();
+	{
+		/* errfinish() reset the holdoff count; hold again until the end */
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		turn_error_backoff_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+	}
+	PG_END_TRY();
+	RESUME_INTERRUPTS();
+	MemoryContextSwitchTo(cxt);
+}
+
+/*
+ * Delete one batch of finished rows past sms.retention; a full batch brings
+ * the next one soon, so a backlog is worked off without stalling the loop.
+ */
 static void
 run_retention(TimestampTz now)
 {
-	int			batches = 0;
-	int			n;
+	volatile int n = 0;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	if (sms_retention_s <= 0 || now < next_retention || !extension_present)
 		return;
-	next_retention = TimestampTzPlusMilliseconds(now, RETENTION_INTERVAL_MS);
-	do
+	/* a short retention is kept to within about a quarter of itself */
+	next_retention = TimestampTzPlusMilliseconds(now,
+												 Min(RETENTION_INTERVAL_MS,
+													 Max(1000, sms_retention_s * 250L)));
+	HOLD_INTERRUPTS();
+	PG_TRY();
 	{
-		if (!sms_outbox_begin())
-			return;
-		n = sms_outbox_purge(sms_retention_s);
-		sms_outbox_commit();
-	} while (n > 0 && ++batches < 100);
+		if (sms_outbox_begin())
+		{
+			n = sms_outbox_purge(sms_retention_s);
+			sms_outbox_commit();
+		}
+	}
+	PG_CATCH();
+	{
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+	RESUME_INTERRUPTS();
+	MemoryContextSwitchTo(cxt);
+	if (n > 0)
+		next_retention = TimestampTzPlusMilliseconds(now, 10);
 }
 
 /*
@@ -721,6 +828,20 @@ sms_worker_main(Datum main_arg)
 
 	BackgroundWorkerInitializeConnection(sms_database, NULL, 0);
 	sms_in_worker = true;
+
+	/*
+	 * Whatever postgresql.conf or ALTER DATABASE say: the claim must be
+	 * durable (on a synchronous standby too) before a message goes out; the
+	 * worker's short transactions are read committed and read-write; and a
+	 * row lock held by an application stalls the loop for one second at
+	 * most (the turn is retried), never until every request has timed out.
+	 */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "1s", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 
 	SpinLockAcquire(&sms_shared->mutex);
 	sms_shared->worker_latch = MyLatch;

@@ -102,8 +102,10 @@ bench: deps
 	$(MAKE) all
 	$(MAKE) install
 	$(MAKE) emulator
+	@command -v wrk >/dev/null || { [ "$(IS_ROOT)" = yes ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	@root="$(TEST_ROOT)"; \
-	cp -r test "$$root/"; \
+	tar --exclude=test/prism/node_modules -cf - test | tar -C "$$root" -xf -; \
 	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
 	cd "$$root" && $(RUN_AS_TEST_USER) env PATH="$(PG_BINDIR):$$PATH" \
-		bash test/bench/run.sh "$$root"
+		bash test/bench/run.sh "$$root" && rm -rf "$$root"

@@ -139,8 +139,8 @@ my $stats = $node->safe_psql('postgres',
 is($stats, 'running|0|t|t|t', 'sms_stats: worker running, nothing pending, sends counted');
 
 # --- the worker is visible in pg_stat_activity
-is($node->safe_psql('postgres',
-	q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sms worker' AND wait_event_type = 'Extension'}),
+wait_for_rows($node,
+	q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sms worker' AND wait_event_type = 'Extension'},
 	1, 'pg_stat_activity shows the sms worker waiting on its event loop');
 
 $node->stop;

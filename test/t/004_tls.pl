@@ -35,7 +35,7 @@ my $node = sms_node('tls', $emu);
 
 my $id = $node->safe_psql('postgres',
 	q{SELECT sms_send('+15558670501', '+15017122661', 'over TLS')});
-wait_for_rows($node, "SELECT attempts >= 2 FROM sms_outbox WHERE id = $id", 't',
+wait_for_rows($node, "SELECT attempts >= 2 AND state = 'pending' FROM sms_outbox WHERE id = $id", 't',
 	'self-signed certificate without sms.ca_file: attempts fail');
 my ($state, $err) = split /\|/, $node->safe_psql('postgres',
 	"SELECT state, error_message FROM sms_outbox WHERE id = $id");
@@ -59,7 +59,7 @@ $emu = start_emulator(tls_cert => $other_crt, tls_key => $other_key, insecure_co
 $node = sms_node('tls_host', $emu, conf => "sms.ca_file = '$other_crt'\n");
 $id = $node->safe_psql('postgres',
 	q{SELECT sms_send('+15558670502', '+15017122661', 'wrong host')});
-wait_for_rows($node, "SELECT attempts >= 2 FROM sms_outbox WHERE id = $id", 't',
+wait_for_rows($node, "SELECT attempts >= 2 AND state = 'pending' FROM sms_outbox WHERE id = $id", 't',
 	'certificate for another host: attempts fail');
 like($node->safe_psql('postgres', "SELECT error_message FROM sms_outbox WHERE id = $id"),
 	qr/certificate|SSL|host/i, 'the error names the certificate problem');

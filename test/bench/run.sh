@@ -1,0 +1,252 @@
+#!/bin/bash
+# make bench: the figures of issue "At the speed of the wire", in one run,
+# on this machine.  Runs as an unprivileged user in a scratch directory ($1)
+# holding a copy of test/.  Everything listens on 127.0.0.1 or a Unix socket
+# in the scratch directory; nothing else is contacted.
+#
+# Figures (medians of 3 runs where it says so):
+#   drain throughput over HTTP and HTTPS (50,000 messages) and at 50 ms
+#   (10,000 messages, sms.max_concurrency 64), each against the ceiling
+#   wrk measures with the same request on the same emulator;
+#   commit-to-wire latency (200 single commits, p50/p90/p99);
+#   enqueue cost (pgbench: sms_send against a plain INSERT);
+#   the worker's memory over 200,000 messages, the outbox's size after
+#   retention; a cold start over HTTPS.
+set -euo pipefail
+
+root=${1:?usage: run.sh SCRATCH_DIR}
+cd "$root"
+bench="$root/test/bench"
+emulator_bin="$root/test/emulator/twilio-emulator"
+data="$root/data"
+conninfo="host=$root port=5432 dbname=postgres"
+export PGHOST="$root" PGPORT=5432 PGDATABASE=postgres
+
+RUNS=${BENCH_RUNS:-3}
+N_DRAIN=${BENCH_N_DRAIN:-50000}
+N_SLOW=${BENCH_N_SLOW:-10000}
+N_RSS=${BENCH_N_RSS:-200000}
+PGBENCH_SECS=${BENCH_PGBENCH_SECS:-15}
+
+emulator_pid=
+cleanup()
+{
+	[ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null || true
+	pg_ctl -D "$data" -m immediate stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+say() { printf '%s\n' "$*"; }
+sql() { psql -X -Atq -v ON_ERROR_STOP=1 -c "$1"; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+start_emulator()
+{
+	[ -n "$emulator_pid" ] && { kill "$emulator_pid"; wait "$emulator_pid" 2>/dev/null || true; }
+	"$emulator_bin" --port 0 --quiet --threads 2 "$@" > "$root/emulator.out" 2>&1 &
+	emulator_pid=$!
+	for _ in $(seq 1 100); do
+		grep -q 'listening on' "$root/emulator.out" && break
+		sleep 0.05
+	done
+	emulator_url=$(sed -n 's/.*listening on \([0-9.:]*\) (\(https*\)).*/\2:\/\/\1/p' "$root/emulator.out")
+	sql "ALTER SYSTEM SET sms.api_url = '$emulator_url'"
+	sql "SELECT pg_reload_conf()" >/dev/null
+	sleep 0.3
+}
+
+reset_outbox()
+{
+	sql "TRUNCATE sms_outbox"
+	curl -s -X POST ${cacert:+--cacert "$cacert"} "$emulator_url/_emulator/reset" >/dev/null
+	sql "VACUUM ANALYZE sms_outbox"
+}
+
+drain_runs()
+{
+	local n=$1 label=$2 i secs rates=""
+	for i in $(seq 1 "$RUNS"); do
+		reset_outbox
+		secs=$("$bench/benchclient" drain "$conninfo" "$n" "$label-$i")
+		rates="$rates $(awk -v n="$n" -v s="$secs" 'BEGIN {printf "%.0f", n / s}')"
+	done
+	drain_rate=$(printf '%s\n' $rates | median)
+	say "  runs (msg/s):$rates   median: $drain_rate msg/s"
+}
+
+wrk_ceiling()
+{
+	local conns=$1
+	cat > "$root/wrk.lua" <<'LUA'
+wrk.method = "POST"
+wrk.path = "/2010-04-01/Accounts/ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/Messages.json"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Accept"] = "application/json"
+wrk.headers["User-Agent"] = "pg-sms/1.0 (PostgreSQL extension)"
+wrk.headers["Authorization"] = "Basic QUNhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYTplbXVsYXRvci10b2tlbg=="
+wrk.body = "To=%2B15550012345&From=%2B15017122661&Body=bench-1%2012345"
+LUA
+	curl -s -X POST ${cacert:+--cacert "$cacert"} "$emulator_url/_emulator/reset" >/dev/null
+	ceiling=$(wrk -t2 -c"$conns" -d5s -s "$root/wrk.lua" "$emulator_url" |
+		awk '/Requests\/sec/ {printf "%.0f", $2}')
+	say "  ceiling: wrk -t2 -c$conns -d5s, same request, same emulator: $ceiling req/s"
+}
+
+worker_pid() { sql "SELECT worker_pid FROM sms_stats"; }
+worker_mem()
+{
+	local pid
+	pid=$(worker_pid)
+	awk '/^VmRSS/ {r=$2} /^RssAnon/ {a=$2} END {printf "%d %d", r, a}' "/proc/$pid/status"
+}
+
+say "== sms benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+say "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+say "server measured: test/emulator/twilio-emulator (libmicrohttpd, 2 threads) on 127.0.0.1"
+
+gcc -O2 -o "$bench/benchclient" "$bench/benchclient.c" \
+	-I"$(pg_config --includedir)" -L"$(pg_config --libdir)" -lpq
+
+initdb -D "$data" -A trust --encoding=UTF8 --locale=C >/dev/null
+cat >> "$data/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$root'
+port = 5432
+shared_preload_libraries = 'sms'
+shared_buffers = '512MB'
+max_wal_size = '8GB'
+checkpoint_timeout = '30min'
+autovacuum_naptime = '1s'
+sms.account_sid = 'ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'
+sms.auth_token = 'emulator-token'
+CONF
+pg_ctl -D "$data" -l "$root/server.log" -w start >/dev/null
+sql "CREATE EXTENSION sms"
+say "postgresql: $(sql 'SHOW server_version'), synchronous_commit $(sql 'SHOW synchronous_commit'), fsync $(sql 'SHOW fsync')"
+
+# ---------------------------------------------------------------- HTTP
+say ""
+say "== drain over HTTP, emulator answering at once: $N_DRAIN messages queued in one transaction, COMMIT to all 'sent' (sms.max_concurrency $(sql 'SHOW sms.max_concurrency'))"
+start_emulator
+drain_runs "$N_DRAIN" http
+http_rate=$drain_rate
+wrk_ceiling 32
+say "  drain/ceiling: $(awk -v a="$http_rate" -v b="$ceiling" 'BEGIN {printf "%.2f", a / b}')   target: >= 15000 msg/s"
+
+# ---------------------------------------------------------------- latency
+say ""
+say "== commit-to-wire latency: 200 single sms_send() commits on an idle worker, COMMIT returning to the request arriving at the emulator"
+reset_outbox
+sleep 0.5
+"$bench/benchclient" latency "$conninfo" 200 lat > "$root/latency.tsv"
+curl -s "$emulator_url/_emulator/requests" > "$root/requests.json"
+perl -MJSON::PP -e '
+	my %commit;
+	open my $f, "<", $ARGV[0] or die;
+	while (<$f>) { chomp; my ($body, $t) = split /\t/; $commit{$body} = $t; }
+	local $/; open my $j, "<", $ARGV[1] or die;
+	my $reqs = JSON::PP->new->decode(<$j>);
+	my @d;
+	for my $r (@$reqs) {
+		my $b = $r->{form}{Body} // next;
+		next unless exists $commit{$b};
+		push @d, ($r->{t_us} - $commit{$b}) / 1000.0;
+	}
+	@d = sort { $a <=> $b } @d;
+	my $p = sub { $d[int($_[0] * (@d - 1) + 0.5)] };
+	printf "  %d measured: p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, max %.3f ms   target: p50 <= 1 ms, p99 <= 5 ms\n",
+		scalar(@d), $p->(0.5), $p->(0.9), $p->(0.99), $d[-1];
+' "$root/latency.tsv" "$root/requests.json"
+
+# ---------------------------------------------------------------- HTTPS
+say ""
+say "== drain over HTTPS: $N_DRAIN messages; sms.ca_file is the system CA bundle plus the emulator's certificate, so each new connection pays what it would pay with Twilio"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+	-addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+	-keyout "$root/emu.key" -out "$root/emu.crt" >/dev/null 2>&1
+cat /etc/ssl/certs/ca-certificates.crt "$root/emu.crt" > "$root/ca-bundle.crt"
+cacert="$root/emu.crt"
+sql "ALTER SYSTEM SET sms.ca_file = '$root/ca-bundle.crt'"
+start_emulator --tls-cert "$root/emu.crt" --tls-key "$root/emu.key"
+drain_runs "$N_DRAIN" https
+https_rate=$drain_rate
+wrk_ceiling 32
+say "  drain/ceiling: $(awk -v a="$https_rate" -v b="$ceiling" 'BEGIN {printf "%.2f", a / b}')   HTTPS/HTTP: $(awk -v a="$https_rate" -v b="$http_rate" 'BEGIN {printf "%.2f", a / b}')   target: >= 0.70"
+
+say ""
+say "== cold start over HTTPS: 5,000 messages queued while the worker has no connection open"
+pg_ctl -D "$data" -m fast -w restart >/dev/null
+sleep 1
+reset_outbox
+secs=$("$bench/benchclient" drain "$conninfo" 5000 cold)
+say "  all sent in $secs s; $(sql "SELECT count(*) FROM sms_outbox WHERE state = 'sent'") sent, $(sql "SELECT count(*) FROM sms_outbox WHERE attempts > 1 OR error_message IS NOT NULL") needed a second attempt or saw an error (timeouts: $(sql "SELECT count(*) FROM sms_outbox WHERE error_message ILIKE '%timed out%'"))"
+cacert=
+sql "ALTER SYSTEM RESET sms.ca_file"
+
+# ---------------------------------------------------------------- 50 ms
+say ""
+say "== drain at 50 ms: $N_SLOW messages, emulator answering after 50 ms, sms.max_concurrency 64 (wire limit 64/0.05 s = 1280 msg/s)"
+sql "ALTER SYSTEM SET sms.max_concurrency = 64"
+start_emulator --delay-ms 50
+drain_runs "$N_SLOW" slow
+wrk_ceiling 64
+say "  drain / (concurrency/latency): $(awk -v a="$drain_rate" 'BEGIN {printf "%.3f", a / 1280}')   target: >= 0.95"
+sql "ALTER SYSTEM RESET sms.max_concurrency"
+start_emulator
+
+# ---------------------------------------------------------------- enqueue
+say ""
+say "== enqueue cost: pgbench -c4 -j2 -T$PGBENCH_SECS, sms_send() against a plain INSERT of the same columns (worker paused, so only queuing is measured)"
+sql "ALTER SYSTEM SET sms.account_sid = ''"
+sql "SELECT pg_reload_conf()" >/dev/null
+sql "CREATE TABLE plain_outbox (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, to_number text NOT NULL, from_number text NOT NULL, body text, created_at timestamptz NOT NULL DEFAULT now())"
+echo "SELECT sms_send('+15558675310', '+15017122661', 'Your code is 4821');" > "$root/send.sql"
+echo "INSERT INTO plain_outbox (to_number, from_number, body) VALUES ('+15558675310', '+15017122661', 'Your code is 4821');" > "$root/insert.sql"
+send_tps=""; insert_tps=""
+for i in $(seq 1 "$RUNS"); do
+	sql "TRUNCATE sms_outbox, plain_outbox"
+	sql "CHECKPOINT"
+	t=$(pgbench -n -c4 -j2 -T"$PGBENCH_SECS" -f "$root/insert.sql" 2>/dev/null | awk '/^tps/ {printf "%.0f", $3}')
+	insert_tps="$insert_tps $t"
+	sql "CHECKPOINT"
+	t=$(pgbench -n -c4 -j2 -T"$PGBENCH_SECS" -f "$root/send.sql" 2>/dev/null | awk '/^tps/ {printf "%.0f", $3}')
+	send_tps="$send_tps $t"
+done
+ms=$(printf '%s\n' $send_tps | median); mi=$(printf '%s\n' $insert_tps | median)
+say "  plain INSERT tps:$insert_tps   median $mi"
+say "  sms_send()   tps:$send_tps   median $ms"
+say "  sms_send/INSERT: $(awk -v a="$ms" -v b="$mi" 'BEGIN {printf "%.2f", a / b}')   target: >= 0.90"
+sql "TRUNCATE sms_outbox"
+sql "ALTER SYSTEM RESET sms.account_sid"
+sql "SELECT pg_reload_conf()" >/dev/null
+sleep 0.5
+
+# ---------------------------------------------------------------- memory, retention
+say ""
+say "== worker memory over $N_RSS messages, and the outbox after sms.retention"
+reset_outbox
+"$bench/benchclient" drain "$conninfo" 20000 warmup >/dev/null
+reset_outbox
+read -r rss0 anon0 < <(worker_mem)
+sent=0
+while [ "$sent" -lt "$N_RSS" ]; do
+	"$bench/benchclient" drain "$conninfo" 50000 "rss-$sent" >/dev/null
+	curl -s -X POST "$emulator_url/_emulator/reset" >/dev/null
+	sent=$((sent + 50000))
+done
+read -r rss1 anon1 < <(worker_mem)
+say "  worker VmRSS $rss0 kB -> $rss1 kB (includes shared buffers it touched); private RssAnon $anon0 kB -> $anon1 kB: growth $(( (anon1 - anon0) )) kB   target: < 5120 kB"
+size_before=$(sql "SELECT pg_size_pretty(pg_table_size('sms_outbox')) || ' table, ' || pg_size_pretty(pg_indexes_size('sms_outbox')) || ' indexes, ' || count(*) || ' rows' FROM sms_outbox")
+say "  outbox after $N_RSS sent: $size_before"
+sql "ALTER SYSTEM SET sms.retention = '1s'"
+sql "SELECT pg_reload_conf()" >/dev/null
+for _ in $(seq 1 120); do
+	[ "$(sql "SELECT count(*) FROM sms_outbox")" = 0 ] && break
+	sleep 1
+done
+sleep 5	# autovacuum (naptime 1 s) truncates the emptied table
+size_after=$(sql "SELECT pg_size_pretty(pg_table_size('sms_outbox')) || ' table, ' || pg_size_pretty(pg_indexes_size('sms_outbox')) || ' indexes, ' || count(*) || ' rows' FROM sms_outbox")
+say "  outbox after sms.retention = 1s and autovacuum: $size_after"
+
+say ""
+say "== done"
