@@ -508,7 +508,7 @@ free_done(void)
 static int
 claim_target(void)
 {
-	int			target = 2 * sms_max_concurrency;
+	int			target = 4 * sms_max_concurrency;
 
 	/* under a rate limit, claim no more than about a second's worth */
 	if (sms_rate_limit > 0)
@@ -610,6 +610,7 @@ database_turn_once(int send_limit, int lookup_limit)
 	bool		query_due = false;
 	TimestampTz now = GetCurrentTimestamp();
 
+	idle_check_at = TimestampTzPlusMilliseconds(now, IDLE_RECHECK_MS);
 	if (!sms_outbox_begin())
 	{
 		/* no extension: nothing to write back to, nothing to claim */
@@ -655,6 +656,7 @@ database_turn_once(int send_limit, int lookup_limit)
 	}
 	if (query_due)
 	{
+		elog(DEBUG2, "sms worker: next due query (claimed %d of %d)", send_limit > 0 ? n : -1, send_limit);
 		sms_outbox_next_due(&pending_due, &unknown_due);
 		/* due yet not claimed (locked by a writer): look again soon */
 		if (pending_due != 0 && pending_due <= now && !more_pending)
@@ -842,6 +844,8 @@ sms_worker_main(Datum main_arg)
 	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("lock_timeout", "1s", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	/* the claim's LIMIT decides its plan: let each execution plan for it */
+	SetConfigOption("plan_cache_mode", "auto", PGC_SUSET, PGC_S_OVERRIDE);
 
 	SpinLockAcquire(&sms_shared->mutex);
 	sms_shared->worker_latch = MyLatch;

@@ -97,7 +97,7 @@ worker_mem()
 {
 	local pid
 	pid=$(worker_pid)
-	awk '/^VmRSS/ {r=$2} /^RssAnon/ {a=$2} END {printf "%d %d", r, a}' "/proc/$pid/status"
+	awk '/^VmRSS/ {r=$2} /^RssAnon/ {a=$2} END {printf "%d %d\n", r, a}' "/proc/$pid/status"
 }
 
 say "== sms benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
