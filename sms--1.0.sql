@@ -63,9 +63,11 @@ COMMENT ON TABLE sms_outbox IS 'messages queued by sms_send() or by INSERT, and 
 CREATE INDEX sms_outbox_claim_idx ON sms_outbox (priority DESC, next_attempt_at, id)
 	WHERE state = 'pending';
 
--- Rows whose outcome is open: found at start-up and by reconciliation.
-CREATE INDEX sms_outbox_open_idx ON sms_outbox (next_attempt_at)
-	WHERE state IN ('sending', 'unknown');
+-- Rows whose outcome is unknown, for reconciliation.  ('sending' rows are
+-- looked for only when the worker starts; leaving them out saves an index
+-- insertion for every message claimed.)
+CREATE INDEX sms_outbox_unknown_idx ON sms_outbox (next_attempt_at)
+	WHERE state = 'unknown';
 
 -- Unique where given; the many rows without a key cost no index entries.
 CREATE UNIQUE INDEX sms_outbox_idempotency_key_idx ON sms_outbox (idempotency_key)

@@ -41,3 +41,11 @@ DROP DATABASE sms_elsewhere;
 -- the settings exist with DESIGN.md's defaults
 SELECT name, setting, unit, context
   FROM pg_settings WHERE name LIKE 'sms.%' ORDER BY name;
+
+-- credentials never travel unencrypted: plain http only to this machine
+ALTER SYSTEM SET sms.api_url = 'http://api.twilio.com';
+ALTER SYSTEM SET sms.api_url = 'ftp://127.0.0.1';
+ALTER SYSTEM SET sms.api_url = 'http://127.0.0.1:8080';
+ALTER SYSTEM SET sms.api_url = 'http://localhost.example.com';
+ALTER SYSTEM RESET sms.api_url;
+ALTER SYSTEM SET sms.account_sid = 'AC123';

@@ -45,6 +45,7 @@ static bool xact_callback_registered = false;
 /* sms_send()'s saved plans, valid for one incarnation of the extension */
 static Oid	plans_extension_oid = InvalidOid;
 static Oid	outbox_owner = InvalidOid;
+static Oid	outbox_nspid = InvalidOid;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr insert_keyed_plan = NULL;
 static SPIPlanPtr lookup_key_plan = NULL;
@@ -106,23 +107,17 @@ sms_wake_worker_at_commit(void)
 }
 
 /*
- * Prepare sms_send()'s statements, once per backend and extension
- * incarnation.  Names are schema-qualified, so the plans do not depend on
- * the caller's search_path.
+ * Find the outbox of the current incarnation of the extension, and its
+ * owner, as whom sms_send() inserts; forget plans made for an earlier one.
  */
 static void
-prepare_plans(void)
+find_outbox(void)
 {
 	Oid			extoid = get_extension_oid("sms", false);
-	Oid			nspid;
 	Oid			relid;
 	HeapTuple	tup;
-	char	   *table;
-	char	   *sql;
-	Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID,
-		TIMESTAMPTZOID, INT4OID, TEXTOID, NAMEOID, TIMESTAMPTZOID};
 
-	if (extoid == plans_extension_oid && insert_plan != NULL)
+	if (extoid == plans_extension_oid)
 		return;
 
 	if (insert_plan)
@@ -133,8 +128,8 @@ prepare_plans(void)
 		SPI_freeplan(lookup_key_plan);
 	insert_plan = insert_keyed_plan = lookup_key_plan = NULL;
 
-	nspid = sms_extension_schema(extoid);
-	relid = get_relname_relid("sms_outbox", nspid);
+	outbox_nspid = sms_extension_schema(extoid);
+	relid = get_relname_relid("sms_outbox", outbox_nspid);
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
@@ -146,7 +141,26 @@ prepare_plans(void)
 	outbox_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
 	ReleaseSysCache(tup);
 
-	table = quote_qualified_identifier(get_namespace_name(nspid), "sms_outbox");
+	plans_extension_oid = extoid;
+}
+
+/*
+ * Prepare sms_send()'s statements, once per backend and extension
+ * incarnation.  Names are schema-qualified, so the plans do not depend on
+ * the caller's search_path.
+ */
+static void
+prepare_plans(void)
+{
+	char	   *table;
+	char	   *sql;
+	Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID,
+		TIMESTAMPTZOID, INT4OID, TEXTOID, NAMEOID, TIMESTAMPTZOID};
+
+	if (insert_plan != NULL)
+		return;
+
+	table = quote_qualified_identifier(get_namespace_name(outbox_nspid), "sms_outbox");
 
 #define INSERT_SQL \
 	"INSERT INTO %s (to_number, from_number, body, media_urls, send_at, " \
@@ -173,8 +187,6 @@ prepare_plans(void)
 	if (lookup_key_plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(lookup_key_plan);
-
-	plans_extension_oid = extoid;
 }
 
 static int64
@@ -239,7 +251,7 @@ sms_send(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	prepare_plans();
+	find_outbox();
 
 	/*
 	 * Insert as the outbox's owner, in a restricted operation with a pinned
@@ -254,9 +266,14 @@ sms_send(PG_FUNCTION_ARGS)
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	in_sms_send = true;
 	PG_TRY();
 	{
+		/*
+		 * Prepared under the pinned search_path, the saved plans match it on
+		 * every later call and are never replanned for a caller's path.
+		 */
+		prepare_plans();
+		in_sms_send = true;
 		if (key == NULL)
 		{
 			if (SPI_execute_plan(insert_plan, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)

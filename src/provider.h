@@ -34,31 +34,6 @@ typedef struct SmsProvider
 
 extern const SmsProvider sms_twilio_provider;
 
-/* twilio_json.c: the parts of Twilio's JSON replies the worker reads */
-typedef struct TwilioMessage
-{
-	char	   *sid;
-	char	   *status;
-	char	   *to;
-	char	   *from;
-	char	   *messaging_service_sid;
-	char	   *body;
-	char	   *date_created;
-	char	   *num_segments;
-	char	   *price;
-	char	   *price_unit;
-	char	   *code;			/* error replies */
-	char	   *message;		/* error replies */
-} TwilioMessage;
-
-typedef struct TwilioReply
-{
-	TwilioMessage top;			/* the top-level object's fields */
-	TwilioMessage *messages;	/* a list reply's "messages" */
-	int			nmessages;
-	char	   *next_page_uri;
-} TwilioReply;
-
-extern bool twilio_parse_reply(const char *json, int len, TwilioReply *reply);
+#include "twilio_json.h"
 
 #endif							/* SMS_PROVIDER_H */

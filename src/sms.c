@@ -45,6 +45,7 @@ int			sms_max_attempts = 10;
 int			sms_retry_base_ms = 1000;
 int			sms_retry_max_ms = 600000;
 int			sms_reconcile_grace_ms = 5000;
+int			sms_reconcile_rate = 10;
 char	   *sms_ca_file = NULL;
 int			sms_retention_s = 0;
 
@@ -273,6 +274,15 @@ define_settings(void)
 							5000, 0, 3600 * 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sms.reconcile_rate",
+							"Lookups per second at most when reconciling messages whose outcome is unknown.",
+							NULL,
+							&sms_reconcile_rate,
+							10, 1, 10000,
+							PGC_SIGHUP,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("sms.ca_file",

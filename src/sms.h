@@ -34,6 +34,7 @@ extern int	sms_max_attempts;
 extern int	sms_retry_base_ms;
 extern int	sms_retry_max_ms;
 extern int	sms_reconcile_grace_ms;
+extern int	sms_reconcile_rate;
 extern char *sms_ca_file;
 extern int	sms_retention_s;
 

@@ -11,7 +11,13 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "provider.h"
+#ifdef FRONTEND
+#include "postgres_fe.h"
+#else
+#include "postgres.h"
+#endif
+
+#include "twilio_json.h"
 
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"

@@ -41,7 +41,7 @@
 /* write back at once when this many outcomes wait ... */
 #define WRITE_BACK_BATCH 256
 /* ... or when the oldest has waited this long */
-#define WRITE_BACK_DELAY_MS 5
+#define WRITE_BACK_DELAY_MS 20
 /* while paused, try one message this often to see if the cause is gone */
 #define PAUSE_PROBE_MS 30000
 /* lookups in flight at most: reconciliation must not flood the provider */
@@ -82,6 +82,10 @@ static const char *missing = NULL;	/* settings the provider lacks */
 /* sms.rate_limit's token bucket */
 static double tokens = 0;
 static TimestampTz tokens_at = 0;
+
+/* sms.reconcile_rate's: a storm of unknown rows must not flood the provider */
+static double lookup_tokens = 1;
+static TimestampTz lookup_tokens_at = 0;
 
 static TimestampTz next_retention = 0;
 
@@ -321,6 +325,19 @@ next_token_at(TimestampTz now)
 	if (sms_rate_limit <= 0 || missing_tokens <= 0)
 		return now;
 	return now + (TimestampTz) (missing_tokens * 1e6 / sms_rate_limit) + 1;
+}
+
+/* Lookups sms.reconcile_rate allows now; *at is when the next is allowed. */
+static int
+lookup_allowance(TimestampTz now, TimestampTz *at)
+{
+	if (lookup_tokens_at != 0 && now > lookup_tokens_at)
+		lookup_tokens += (now - lookup_tokens_at) / 1e6 * sms_reconcile_rate;
+	lookup_tokens = Min(lookup_tokens, (double) Max(sms_reconcile_rate, 1));
+	lookup_tokens_at = now;
+	*at = (lookup_tokens >= 1) ? now :
+		now + (TimestampTz) ((1.0 - lookup_tokens) * 1e6 / sms_reconcile_rate) + 1;
+	return (int) lookup_tokens;
 }
 
 static int
@@ -585,11 +602,14 @@ turn_wanted(TimestampTz now, bool woken, bool *write_back,
 
 	if (sending_allowed() && lookups_in_flight < MAX_LOOKUPS_IN_FLIGHT)
 	{
-		if (unknown_due != 0 && now >= unknown_due)
-			*lookup_limit = Min(MAX_LOOKUPS_IN_FLIGHT - lookups_in_flight,
-								Max(free_slots(), 1));
-		else
-			*wake_at = earliest(*wake_at, unknown_due);
+		TimestampTz token_at;
+		int			allowed = lookup_allowance(now, &token_at);
+
+		if (unknown_due != 0 && now >= unknown_due && allowed > 0)
+			*lookup_limit = Min(Min(MAX_LOOKUPS_IN_FLIGHT - lookups_in_flight,
+									Max(free_slots(), 1)), allowed);
+		else if (unknown_due != 0)
+			*wake_at = earliest(*wake_at, Max(unknown_due, token_at));
 	}
 
 	return *write_back || *send_limit > 0 || *lookup_limit > 0;
@@ -651,6 +671,7 @@ database_turn_once(int send_limit, int lookup_limit)
 		lookups = sms_outbox_claim_unknown(lookup_limit,
 										   2 * sms_request_timeout_ms + sms_reconcile_grace_ms,
 										   &n);
+		lookup_tokens -= n;
 		if (n < lookup_limit)
 			query_due = true;
 	}

@@ -19,7 +19,7 @@ PG_PERL_LIB := $(PGXS_SRC)/src/test/perl
 
 DEB_PACKAGES = build-essential postgresql-15 postgresql-server-dev-15 \
 	libcurl4-openssl-dev libmicrohttpd-dev libipc-run-perl curl openssl \
-	pkg-config
+	pkg-config clang libclang-rt-14-dev
 
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 ifeq ($(IS_ROOT),yes)
@@ -30,7 +30,33 @@ endif
 
 EMULATOR = test/emulator/twilio-emulator
 
-.PHONY: deps emulator prism-deps test test-regress test-tap demo bench
+.PHONY: deps emulator prism-deps test test-regress test-tap demo bench fuzz fuzz-build
+
+# The reply parser under libFuzzer, AddressSanitizer and UBSan, built as a
+# frontend program against PostgreSQL's own JSON parser (libpgcommon).
+FUZZ_SECONDS ?= 60
+FUZZ_BIN = test/fuzz/fuzz_reply
+PG_INCLUDEDIR_SERVER := $(shell $(PG_CONFIG) --includedir-server)
+PG_PKGLIBDIR_A := $(shell $(PG_CONFIG) --pkglibdir)
+
+$(FUZZ_BIN): test/fuzz/fuzz_reply.c src/twilio_json.c src/twilio_json.h
+	clang -g -O1 -Wno-ignored-attributes \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-DFRONTEND -Isrc -I$(PG_INCLUDEDIR_SERVER) -I$(dir $(PG_INCLUDEDIR_SERVER))internal \
+		-o $@ test/fuzz/fuzz_reply.c src/twilio_json.c \
+		$(PG_PKGLIBDIR_A)/libpgcommon.a $(PG_PKGLIBDIR_A)/libpgport.a
+
+fuzz-build: $(FUZZ_BIN)
+
+# make fuzz: a bounded run (FUZZ_SECONDS); the corpus grows in a scratch copy
+fuzz: deps $(FUZZ_BIN)
+	@work=$$(mktemp -d /tmp/sms-fuzz.XXXXXX); cp test/fuzz/corpus/* "$$work/"; \
+	echo "== fuzzing the reply parser for $(FUZZ_SECONDS) s (libFuzzer, ASan, UBSan)"; \
+	status=0; ./$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -max_len=1048576 -rss_limit_mb=2048 \
+		"$$work" > "$$work.log" 2>&1 || status=$$?; \
+	grep -E "^(Done|==[0-9]+==ERROR|SUMMARY|.*runtime error)" "$$work.log"; \
+	if [ $$status -ne 0 ]; then tail -n 40 "$$work.log"; fi; \
+	rm -rf "$$work" "$$work.log"; exit $$status
 
 # Install missing Debian packages (only as root; others must have them).
 deps:
@@ -62,6 +88,7 @@ test: deps
 	$(MAKE) install
 	$(MAKE) emulator
 	$(MAKE) prism-deps
+	$(MAKE) fuzz FUZZ_SECONDS=10
 	@root="$(TEST_ROOT)"; \
 	tar --exclude=test/prism/node_modules -cf - sql expected test | tar -C "$$root" -xf -; \
 	prism="$(CURDIR)/test/prism"; \

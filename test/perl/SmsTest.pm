@@ -18,7 +18,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(start_emulator sms_node wait_for_rows);
+our @EXPORT = qw(start_emulator sms_node wait_for_rows queue_messages exactly_once);
 
 our $ACCOUNT_SID = 'ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
 our $AUTH_TOKEN = 'emulator-token';
@@ -80,6 +80,7 @@ sms.reconcile_grace = '300ms'
 sms.retry_base = '50ms'
 sms.retry_max = '500ms'
 sms.request_timeout = '5s'
+sms.reconcile_rate = 1000
 } . ($opts{conf} // ''));
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION sms')
@@ -94,6 +95,56 @@ sub wait_for_rows
 	my $ok = $node->poll_query_until('postgres', $sql, $expected);
 	ok($ok, $what // "waited for: $sql = $expected");
 	return $ok;
+}
+
+# Queue $n messages with bodies "$prefix <i>" and distinct To numbers, in
+# transactions of $batch, through sms_send (or INSERT when $opts{insert}).
+sub queue_messages
+{
+	my ($node, $prefix, $n, %opts) = @_;
+	my $batch = $opts{batch} // $n;
+	my $db = $opts{db} // 'postgres';
+	my $from = 1;
+	my $off = $opts{offset_to} // 0;
+	while ($from <= $n)
+	{
+		my $to = $from + $batch - 1;
+		$to = $n if $to > $n;
+		my $end = $opts{rollback} ? 'ROLLBACK' : 'COMMIT';
+		$node->safe_psql($db, qq{
+BEGIN;
+SELECT count(sms_send('+1555' || lpad((i + $off)::text, 7, '0'), '+15017122661', '$prefix ' || i))
+  FROM generate_series($from, $to) i;
+$end;
+});
+		$from = $to + 1;
+	}
+}
+
+# The proof: every committed message created at the emulator exactly once,
+# every rolled-back one never; prints "lost=L duplicated=D messages=N".
+sub exactly_once
+{
+	my ($emu, $prefix, $n, %opts) = @_;
+	my $per = $emu->created_per_body;
+	my ($lost, $dup, $ghost) = (0, 0, 0);
+	for my $i (1 .. $n)
+	{
+		my $c = $per->{"$prefix $i"} // 0;
+		$lost++ if $c == 0;
+		$dup++ if $c > 1;
+	}
+	if (my $rb = $opts{rolled_back})
+	{
+		$ghost = grep { /^\Q$rb\E / } keys %$per;
+	}
+	my $line = "lost=$lost duplicated=$dup messages=$n";
+	$line .= " rolled_back_sent=$ghost" if $opts{rolled_back};
+	diag($line);
+	is($lost, 0, "$prefix: no committed message lost");
+	is($dup, 0, "$prefix: no message created twice");
+	is($ghost, 0, "$prefix: no rolled-back message sent") if $opts{rolled_back};
+	return $lost == 0 && $dup == 0 && $ghost == 0;
 }
 
 package SmsTest::Emulator;
