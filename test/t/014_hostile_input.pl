@@ -32,7 +32,7 @@ INSERT INTO candidates VALUES
   ('body', repeat('€', 1600)), ('body', repeat('😀', 1600)), ('body', repeat('😀', 1601)),
   ('body', repeat('ж', 1601)), ('body', repeat('x', 1048576)), ('body', E'\r\n\t\b\f'),
   ('body', E'line\u2028sep'), ('body', repeat(E'\x01', 50)), ('body', '&To=+15005550001&From=x'),
-  ('body', '%00%0d%0a'), ('body', E'\\u0000'), ('body', repeat('a', 1599) || '😀'),
+  ('body', '%00%0d%0a'), ('body', '\\u0000'), ('body', repeat('a', 1599) || '😀'),
   ('media', NULL), ('media', '{}'), ('media', '{https://example.com/a.png}'),
   ('media', '{http://example.com/a.png,https://example.com/b.png}'),
   ('media', '{ftp://example.com/a.png}'), ('media', '{javascript:alert(1)}'), ('media', '{NULL}'),
@@ -85,7 +85,7 @@ is($node->safe_psql('postgres',
 	q{SELECT count(*) FROM outcomes WHERE sqlstate NOT IN ('queued', '22004', '22023')}),
 	0, 'every refusal has SQLSTATE 22004 or 22023') or diag $summary;
 cmp_ok($node->safe_psql('postgres', q{SELECT count(*) FROM outcomes WHERE sqlstate = 'queued'}),
-	'>', 100, 'some hostile-looking but valid combinations were queued');
+	'>', 50, 'some hostile-looking but valid combinations were queued');
 cmp_ok($node->safe_psql('postgres', q{SELECT count(*) FROM outcomes WHERE sqlstate <> 'queued'}),
 	'>', 1000, 'most were refused');
 
