@@ -19,12 +19,18 @@ use SmsTest;
 my $emu = start_emulator(args => [ '--delay-ms', '20' ]);
 my $primary = sms_node('primary', $emu,
 	init => { allows_streaming => 1 },
-	conf => "sms.max_concurrency = 16\nsynchronous_standby_names = '*'\n");
+	conf => "sms.max_concurrency = 16\n");
 $primary->backup('b');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($primary, 'b', has_streaming => 1);
 $standby->start;
 $primary->wait_for_catchup($standby);
+# synchronous from now on: the standby is there to acknowledge
+$primary->append_conf('postgresql.conf', "synchronous_standby_names = '*'\n");
+$primary->reload;
+$primary->poll_query_until('postgres',
+	q{SELECT sync_state = 'sync' FROM pg_stat_replication})
+  or die 'standby not synchronous';
 
 is($standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()'), 't', 'standby in recovery');
 is($standby->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sms worker'}),
