@@ -63,7 +63,7 @@ shared_preload_libraries = 'sms'
 sms.database = 'app'
 sms.api_url = '@{[ $emu->url ]}'
 sms.account_sid = '$SmsTest::ACCOUNT_SID'
-sms.auth_token = '$SmsTest::AUTH_TOKEN'
+sms.auth_token = 'rotated-token'
 sms.max_concurrency = 16
 restart_after_crash = off
 });
@@ -82,7 +82,7 @@ $db->safe_psql('app', 'CREATE EXTENSION sms');
 $db->poll_query_until('app', q{SELECT worker = 'running' FROM sms_stats})
   or die 'worker did not come back';
 $id = $db->safe_psql('app', q{SELECT sms_send('+15558679998', '+15017122661', 'after drop database')});
-wait_for_rows($db, "SELECT state FROM sms_outbox WHERE id = $id", 'sent',
+ok($db->poll_query_until('app', "SELECT state FROM sms_outbox WHERE id = $id", 'sent'),
 	'after DROP DATABASE and a new one, the worker serves again');
 ok(!$db->log_contains(qr/(PANIC|terminated by signal)/), 'no crash');
 $db->stop;
