@@ -47,13 +47,12 @@ CREATE TABLE sms_outbox (
 	created_by		name NOT NULL DEFAULT current_user
 )
 WITH (
-	-- every message is inserted and updated twice: vacuum early and often,
-	-- so the claim's index scans do not wade through dead rows
+	-- every message is updated twice after its insert: vacuum after a small
+	-- share of dead rows, so the claim's index scans do not wade through
+	-- them (inserts alone need no early vacuum)
 	autovacuum_vacuum_scale_factor = 0.01,
 	autovacuum_vacuum_threshold = 1000,
-	autovacuum_vacuum_insert_scale_factor = 0.01,
-	autovacuum_analyze_scale_factor = 0.02,
-	autovacuum_vacuum_cost_delay = 0
+	autovacuum_analyze_scale_factor = 0.02
 );
 
 COMMENT ON TABLE sms_outbox IS 'messages queued by sms_send() or by INSERT, and what became of them';
