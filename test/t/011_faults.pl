@@ -46,8 +46,7 @@ for my $r (@$rules)
 		$r->{action}, $applied, 100 * $applied / ($requests || 1), $requests);
 	cmp_ok($applied, '>', 0, "fault $r->{action} happened");
 }
-diag(sprintf('requests=%d unknown_resolved=%d retried=%d', $requests,
-	$node->safe_psql('postgres', q{SELECT count(*) FROM sms_outbox WHERE attempts > 1}),
+diag(sprintf('requests=%d messages_with_more_than_one_attempt=%d', $requests,
 	$node->safe_psql('postgres', q{SELECT count(*) FROM sms_outbox WHERE attempts > 1})));
 exactly_once($emu, 'f', 5000, rolled_back => 'rb');
 
