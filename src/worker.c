@@ -39,7 +39,7 @@
 /* with nothing known to be due, look anyway this often (prepared xacts) */
 #define IDLE_RECHECK_MS 60000
 /* write back at once when this many outcomes wait ... */
-#define WRITE_BACK_BATCH 256
+#define WRITE_BACK_BATCH 512
 /* ... or when the oldest has waited this long */
 #define WRITE_BACK_DELAY_MS 20
 /* while paused, try one message this often to see if the cause is gone */
@@ -525,7 +525,7 @@ free_done(void)
 static int
 claim_target(void)
 {
-	int			target = 4 * sms_max_concurrency;
+	int			target = 8 * sms_max_concurrency;
 
 	/* under a rate limit, claim no more than about a second's worth */
 	if (sms_rate_limit > 0)
