@@ -700,6 +700,22 @@ database_turn_once(int send_limit, int lookup_limit)
 }
 
 /*
+ * In a PG_CATCH of the loop's own: log the error, roll back, and carry on
+ * in the caller's memory context.  errfinish() reset the interrupt holdoff
+ * count, so it is held again until the caller's RESUME_INTERRUPTS().
+ */
+static void
+recover_from_error(MemoryContext cxt)
+{
+	HOLD_INTERRUPTS();
+	MemoryContextSwitchTo(cxt);
+	EmitErrorReport();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
  * A turn of the database that fails (a lock timeout, a conflict with DROP
  * EXTENSION, ...) must not take the requests in flight down with the
  * worker: roll back, keep the outcomes for the next turn, and go on.
@@ -718,13 +734,7 @@ database_turn(int send_limit, int lookup_limit)
 	}
 	PG_CATCH();
 	{
-		/* errfinish() reset the holdoff count; hold again until the end */
-		HOLD_INTERRUPTS();
-		MemoryContextSwitchTo(cxt);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		pgstat_report_activity(STATE_IDLE, NULL);
+		recover_from_error(cxt);
 		turn_error_backoff_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
 	}
 	PG_END_TRY();
@@ -759,11 +769,7 @@ run_retention(TimestampTz now)
 	}
 	PG_CATCH();
 	{
-		HOLD_INTERRUPTS();
-		MemoryContextSwitchTo(cxt);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
+		recover_from_error(cxt);
 	}
 	PG_END_TRY();
 	RESUME_INTERRUPTS();
