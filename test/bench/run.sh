@@ -244,7 +244,12 @@ for _ in $(seq 1 120); do
 	[ "$(sql "SELECT count(*) FROM sms_outbox")" = 0 ] && break
 	sleep 1
 done
-sleep 5	# autovacuum (naptime 1 s) truncates the emptied table
+# autovacuum (naptime 1 s) vacuums the emptied table and truncates it
+vac0=$(sql "SELECT autovacuum_count FROM pg_stat_user_tables WHERE relname = 'sms_outbox'")
+for _ in $(seq 1 60); do
+	[ "$(sql "SELECT autovacuum_count > $vac0 AND n_dead_tup = 0 FROM pg_stat_user_tables WHERE relname = 'sms_outbox'")" = t ] && break
+	sleep 1
+done
 size_after=$(sql "SELECT pg_size_pretty(pg_table_size('sms_outbox')) || ' table, ' || pg_size_pretty(pg_indexes_size('sms_outbox')) || ' indexes, ' || count(*) || ' rows' FROM sms_outbox")
 say "  outbox after sms.retention = 1s and autovacuum: $size_after"
 
