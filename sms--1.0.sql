@@ -51,8 +51,7 @@ WITH (
 	-- share of dead rows, so the claim's index scans do not wade through
 	-- them (inserts alone need no early vacuum)
 	autovacuum_vacuum_scale_factor = 0.01,
-	autovacuum_vacuum_threshold = 1000,
-	autovacuum_analyze_scale_factor = 0.02
+	autovacuum_vacuum_threshold = 1000
 );
 
 COMMENT ON TABLE sms_outbox IS 'messages queued by sms_send() or by INSERT, and what became of them';
