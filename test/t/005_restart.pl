@@ -24,8 +24,7 @@ $node->safe_psql('postgres',
 	q{SELECT sms_send('+15558670601', '+15017122661', 'drain ' || i) FROM generate_series(1, 300) i});
 wait_for_rows($node, q{SELECT count(*) >= 40 FROM sms_outbox WHERE state = 'sent'}, 't',
 	'the drain has started');
-kill 'KILL', $pid;
-ok(1, "killed the worker with SIGKILL");
+is(kill('KILL', $pid), 1, "SIGKILL delivered to the worker");
 
 # the postmaster reinitialises and starts a new worker
 $node->poll_query_until('postgres', "SELECT worker_pid IS NOT NULL AND worker_pid <> $pid FROM sms_stats")

@@ -47,9 +47,8 @@ note 'standby promoted during the drain';
 $primary->stop('immediate');
 note 'old primary stopped with -m immediate';
 
-$standby->poll_query_until('postgres', q{SELECT worker_pid IS NOT NULL FROM sms_stats})
-  or die 'no worker on the promoted standby';
-ok(1, 'the promoted standby runs the sms worker');
+ok($standby->poll_query_until('postgres', q{SELECT worker_pid IS NOT NULL FROM sms_stats}),
+	'the promoted standby runs the sms worker');
 wait_for_rows($standby,
 	q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'fo %' AND state = 'sent'},
 	5000, 'after failover: all 5,000 sent');
