@@ -329,6 +329,19 @@ sms_http_start(SmsJob *job)
 	in_flight_jobs[in_flight++] = job;
 }
 
+/*
+ * Did any of the request leave?  A request curl wanted to resend on a fresh
+ * connection had left on the one that died.
+ */
+static void
+note_request_sent(SmsJob *job)
+{
+	long		request_size = 0;
+
+	curl_easy_getinfo(job->easy, CURLINFO_REQUEST_SIZE, &request_size);
+	job->request_sent = (request_size > 0) || job->retry_refused;
+}
+
 static void
 release_easy(SmsJob *job)
 {
@@ -357,7 +370,6 @@ sms_http_next_done(void)
 	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
 	{
 		SmsJob	   *job;
-		long		request_size = 0;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
@@ -365,8 +377,7 @@ sms_http_next_done(void)
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &job);
 		job->curl_result = msg->data.result;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &job->http_status);
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_REQUEST_SIZE, &request_size);
-		job->request_sent = (request_size > 0) || job->retry_refused;
+		note_request_sent(job);
 		release_easy(job);
 		return job;
 	}
@@ -392,9 +403,6 @@ sms_http_any_in_flight(void)
 void
 sms_http_abort(SmsJob *job)
 {
-	long		request_size = 0;
-
-	curl_easy_getinfo(job->easy, CURLINFO_REQUEST_SIZE, &request_size);
-	job->request_sent = (request_size > 0);
+	note_request_sent(job);
 	release_easy(job);
 }

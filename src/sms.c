@@ -51,9 +51,6 @@ int			sms_retention_s = 0;
 
 SmsShared  *sms_shared = NULL;
 
-/* true when this process loaded the library from shared_preload_libraries */
-static bool loaded_at_startup = false;
-
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
@@ -421,7 +418,6 @@ _PG_init(void)
 				 errhint("Add sms to shared_preload_libraries in postgresql.conf and restart the server.")));
 
 	define_settings();
-	loaded_at_startup = true;
 
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = sms_emit_log_hook;
@@ -497,13 +493,7 @@ sms_check_install(PG_FUNCTION_ARGS)
 {
 	const char *dbname = get_database_name(MyDatabaseId);
 
-	if (!loaded_at_startup || sms_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("sms must be loaded via shared_preload_libraries"),
-				 errdetail("The background worker that sends messages starts only when the server loads the library at start-up."),
-				 errhint("Add sms to shared_preload_libraries in postgresql.conf and restart the server.")));
-
+	/* (loaded any other way than at start-up, _PG_init has refused already) */
 	if (dbname == NULL || strcmp(dbname, sms_database) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -535,21 +525,11 @@ sms_worker_condition(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	if (sms_shared == NULL)
-	{
-		strlcpy(condition, "not loaded: add sms to shared_preload_libraries",
-				sizeof(condition));
-		pid = 0;
-		since = 0;
-	}
-	else
-	{
-		SpinLockAcquire(&sms_shared->mutex);
-		strlcpy(condition, sms_shared->condition, sizeof(condition));
-		pid = sms_shared->worker_pid;
-		since = sms_shared->condition_since;
-		SpinLockRelease(&sms_shared->mutex);
-	}
+	SpinLockAcquire(&sms_shared->mutex);
+	strlcpy(condition, sms_shared->condition, sizeof(condition));
+	pid = sms_shared->worker_pid;
+	since = sms_shared->condition_since;
+	SpinLockRelease(&sms_shared->mutex);
 
 	if (pid != 0)
 		values[0] = Int32GetDatum(pid);

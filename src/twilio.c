@@ -17,6 +17,7 @@
 
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 /* a lookup gives up (and tries again later) after this many pages */
@@ -43,16 +44,48 @@ twilio_missing_settings(void)
 	return NULL;
 }
 
-/* {api_url}/2010-04-01/Accounts/{AccountSid} without a doubled slash */
-static char *
-account_url(void)
+/* Length of sms.api_url without trailing slashes, to append paths to. */
+static int
+api_base_len(void)
 {
 	int			len = strlen(sms_api_url);
 
 	while (len > 0 && sms_api_url[len - 1] == '/')
 		len--;
-	return psprintf("%.*s/2010-04-01/Accounts/%s", len, sms_api_url,
-					sms_account_sid);
+	return len;
+}
+
+/*
+ * {api_url}/2010-04-01/Accounts/{AccountSid}/Messages.json, built once per
+ * value of the settings rather than for every message (libcurl copies it).
+ */
+static const char *
+messages_url(void)
+{
+	static char *url = NULL;
+	static char *for_api_url = NULL;
+	static char *for_account_sid = NULL;
+
+	if (url == NULL || strcmp(for_api_url, sms_api_url) != 0 ||
+		strcmp(for_account_sid, sms_account_sid) != 0)
+	{
+		MemoryContext old;
+
+		if (url)
+		{
+			pfree(url);
+			pfree(for_api_url);
+			pfree(for_account_sid);
+		}
+		old = MemoryContextSwitchTo(TopMemoryContext);
+
+		url = psprintf("%.*s/2010-04-01/Accounts/%s/Messages.json",
+					   api_base_len(), sms_api_url, sms_account_sid);
+		MemoryContextSwitchTo(old);
+		for_api_url = MemoryContextStrdup(TopMemoryContext, sms_api_url);
+		for_account_sid = MemoryContextStrdup(TopMemoryContext, sms_account_sid);
+	}
+	return url;
 }
 
 static void
@@ -104,7 +137,7 @@ twilio_prepare_send(SmsJob *job)
 		append_param(&form, easy, "MediaUrl", job->media_urls[i]);
 
 	job->post_fields = form.data;
-	job->url = psprintf("%s/Messages.json", account_url());
+	job->url = (char *) messages_url();
 
 	curl_easy_setopt(easy, CURLOPT_URL, job->url);
 	curl_easy_setopt(easy, CURLOPT_POST, 1L);
@@ -134,7 +167,7 @@ twilio_prepare_lookup(SmsJob *job)
 		if (!sms_is_messaging_service_sid(job->from_number))
 			append_param(&q, easy, "From", job->from_number);
 		appendStringInfo(&q, "&PageSize=%d", LOOKUP_PAGE_SIZE);
-		job->url = psprintf("%s/Messages.json?%s", account_url(), q.data);
+		job->url = psprintf("%s?%s", messages_url(), q.data);
 	}
 
 	curl_easy_setopt(easy, CURLOPT_URL, job->url);
@@ -490,11 +523,8 @@ twilio_finish_lookup(SmsJob *job)
 		}
 		else
 		{
-			int			len = strlen(sms_api_url);
-
-			while (len > 0 && sms_api_url[len - 1] == '/')
-				len--;
-			job->url = psprintf("%.*s%s", len, sms_api_url, reply.next_page_uri);
+			job->url = psprintf("%.*s%s", api_base_len(), sms_api_url,
+								reply.next_page_uri);
 			/* the next page gets a fresh buffer; this one is done with */
 			pfree(job->response.data);
 			job->response.data = NULL;

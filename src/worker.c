@@ -79,13 +79,17 @@ static char *pause_reason = NULL;
 static TimestampTz probe_at = 0;
 static const char *missing = NULL;	/* settings the provider lacks */
 
-/* sms.rate_limit's token bucket */
-static double tokens = 0;
-static TimestampTz tokens_at = 0;
+/* a token bucket holding at most one second's worth of its rate */
+typedef struct TokenBucket
+{
+	double		tokens;
+	TimestampTz at;				/* when last refilled; 0 for never */
+} TokenBucket;
 
-/* sms.reconcile_rate's: a storm of unknown rows must not flood the provider */
-static double lookup_tokens = 1;
-static TimestampTz lookup_tokens_at = 0;
+/* sms.rate_limit's bucket for sends, sms.reconcile_rate's for lookups (a
+ * storm of unknown rows must not flood the provider) */
+static TokenBucket send_bucket;
+static TokenBucket lookup_bucket;
 
 static TimestampTz next_retention = 0;
 
@@ -301,43 +305,40 @@ start_job(SmsJob *job)
 		lookups_in_flight++;
 }
 
-/* Sends sms.rate_limit allows now (a bucket holding one second's worth). */
+/*
+ * Refill a bucket for the time since it was last looked at and return the
+ * whole tokens in it; a rate of 0 or less means no limit.
+ */
 static int
-rate_allowance(TimestampTz now)
+bucket_available(TokenBucket *b, int rate, TimestampTz now)
 {
-	if (sms_rate_limit <= 0)
+	if (rate <= 0)
 		return INT_MAX;
-	if (tokens_at == 0)
-		tokens = 1;
-	else if (now > tokens_at)
-		tokens += (now - tokens_at) / 1e6 * sms_rate_limit;
-	tokens = Min(tokens, (double) sms_rate_limit);
-	tokens_at = now;
-	return (int) tokens;
+	if (b->at == 0)
+		b->tokens = 1;
+	else if (now > b->at)
+		b->tokens += (now - b->at) / 1e6 * rate;
+	b->tokens = Min(b->tokens, (double) rate);
+	b->at = now;
+	return (int) b->tokens;
 }
 
-/* When the next token arrives, for a worker waiting on the rate limit. */
+static void
+bucket_spend(TokenBucket *b, int rate, int n)
+{
+	if (rate > 0)
+		b->tokens -= n;
+}
+
+/* When the bucket next holds a whole token. */
 static TimestampTz
-next_token_at(TimestampTz now)
+bucket_next_token_at(const TokenBucket *b, int rate, TimestampTz now)
 {
-	double		missing_tokens = 1.0 - tokens;
+	double		missing_tokens = 1.0 - b->tokens;
 
-	if (sms_rate_limit <= 0 || missing_tokens <= 0)
+	if (rate <= 0 || missing_tokens <= 0)
 		return now;
-	return now + (TimestampTz) (missing_tokens * 1e6 / sms_rate_limit) + 1;
-}
-
-/* Lookups sms.reconcile_rate allows now; *at is when the next is allowed. */
-static int
-lookup_allowance(TimestampTz now, TimestampTz *at)
-{
-	if (lookup_tokens_at != 0 && now > lookup_tokens_at)
-		lookup_tokens += (now - lookup_tokens_at) / 1e6 * sms_reconcile_rate;
-	lookup_tokens = Min(lookup_tokens, (double) Max(sms_reconcile_rate, 1));
-	lookup_tokens_at = now;
-	*at = (lookup_tokens >= 1) ? now :
-		now + (TimestampTz) ((1.0 - lookup_tokens) * 1e6 / sms_reconcile_rate) + 1;
-	return (int) lookup_tokens;
+	return now + (TimestampTz) (missing_tokens * 1e6 / rate) + 1;
 }
 
 static int
@@ -354,15 +355,14 @@ start_ready(TimestampTz now)
 
 	if (ready.n == 0)
 		return;
-	n = Min(free_slots(), rate_allowance(now));
+	n = Min(free_slots(), bucket_available(&send_bucket, sms_rate_limit, now));
 	/* paused, only the one probing message goes, and alone */
 	if (paused)
 		n = (sms_http_in_flight() == 0) ? Min(n, 1) : 0;
 	while (n-- > 0 && ready.n > 0)
 	{
 		start_job(queue_pop(&ready));
-		if (sms_rate_limit > 0)
-			tokens -= 1;
+		bucket_spend(&send_bucket, sms_rate_limit, 1);
 	}
 }
 
@@ -602,14 +602,15 @@ turn_wanted(TimestampTz now, bool woken, bool *write_back,
 
 	if (sending_allowed() && lookups_in_flight < MAX_LOOKUPS_IN_FLIGHT)
 	{
-		TimestampTz token_at;
-		int			allowed = lookup_allowance(now, &token_at);
+		int			allowed = bucket_available(&lookup_bucket, sms_reconcile_rate, now);
 
 		if (unknown_due != 0 && now >= unknown_due && allowed > 0)
 			*lookup_limit = Min(Min(MAX_LOOKUPS_IN_FLIGHT - lookups_in_flight,
 									Max(free_slots(), 1)), allowed);
 		else if (unknown_due != 0)
-			*wake_at = earliest(*wake_at, Max(unknown_due, token_at));
+			*wake_at = earliest(*wake_at,
+								Max(unknown_due,
+									bucket_next_token_at(&lookup_bucket, sms_reconcile_rate, now)));
 	}
 
 	return *write_back || *send_limit > 0 || *lookup_limit > 0;
@@ -671,7 +672,7 @@ database_turn_once(int send_limit, int lookup_limit)
 		lookups = sms_outbox_claim_unknown(lookup_limit,
 										   2 * sms_request_timeout_ms + sms_reconcile_grace_ms,
 										   &n);
-		lookup_tokens -= n;
+		bucket_spend(&lookup_bucket, sms_reconcile_rate, n);
 		if (n < lookup_limit)
 			query_due = true;
 	}
@@ -950,7 +951,8 @@ sms_worker_main(Datum main_arg)
 			timeout = Min(timeout, IDLE_RECHECK_MS);
 		}
 		if (ready.n > 0 && !paused && free_slots() > 0)
-			timeout = Min(timeout, ms_until(next_token_at(now), now));
+			timeout = Min(timeout,
+						  ms_until(bucket_next_token_at(&send_bucket, sms_rate_limit, now), now));
 		curl_timeout = sms_http_timeout_ms();
 		if (curl_timeout >= 0)
 			timeout = Min(timeout, curl_timeout);
