@@ -37,15 +37,20 @@ static int	in_flight = 0;
 /* the jobs in flight, so that shutdown can account for each of them */
 static SmsJob **in_flight_jobs = NULL;
 static int	max_in_flight_jobs = 0;
-static struct curl_slist *headers = NULL;
 
 /* when curl wants to be called for its timeouts; 0 for never */
 static TimestampTz curl_deadline = 0;
 
-/* easy handles not in use */
+/*
+ * Easy handles not in use, still set up with the settings they were made
+ * under, so that reusing one costs only the options that point at the job
+ * (a reset and the full set of options cost several allocations per
+ * request).  A handle made under earlier settings is not reused.
+ */
 static CURL **idle_handles = NULL;
 static int	n_idle = 0;
 static int	max_idle = 0;
+static uint32 settings_generation = 1;
 
 static int
 socket_callback(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
@@ -171,17 +176,18 @@ sms_http_init(void)
 	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_callback);
 	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
 
-	headers = curl_slist_append(headers, "Accept: application/json");
-	/* no 100-continue round trip before a large body */
-	headers = curl_slist_append(headers, "Expect:");
-
 	sms_http_configure();
 }
 
-/* Apply settings that belong to the multi handle (again after SIGHUP). */
+/* Apply the settings (again after SIGHUP). */
 void
 sms_http_configure(void)
 {
+	/* idle handles carry the old settings: drop them */
+	settings_generation++;
+	while (n_idle > 0)
+		curl_easy_cleanup(idle_handles[--n_idle]);
+
 	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) sms_max_concurrency);
 	curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) sms_max_concurrency);
 	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) sms_max_concurrency);
@@ -254,46 +260,14 @@ sms_http_perform(void)
 	}
 }
 
-/*
- * An easy handle for the job, with every option that is not the provider's
- * business set from the current settings.
- */
-CURL *
-sms_http_easy_for(SmsJob *job)
+/* Options that depend on the settings only, not on the job. */
+static void
+set_common_options(CURL *easy)
 {
-	CURL	   *easy;
-
-	if (n_idle > 0)
-	{
-		easy = idle_handles[--n_idle];
-		curl_easy_reset(easy);
-	}
-	else
-	{
-		easy = curl_easy_init();
-		if (easy == NULL)
-			elog(ERROR, "could not create a libcurl easy handle");
-	}
-
-	job->easy = easy;
-	job->curl_error[0] = '\0';
-	job->prereq_calls = 0;
-	job->retry_refused = false;
-	job->response_too_large = false;
-	job->retry_after_s = -1;
-	initStringInfo(&job->response);
-
-	curl_easy_setopt(easy, CURLOPT_PRIVATE, job);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, job->curl_error);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_callback);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, job);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_callback);
-	curl_easy_setopt(easy, CURLOPT_HEADERDATA, job);
 	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, prereq_callback);
-	curl_easy_setopt(easy, CURLOPT_PREREQDATA, job);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, SMS_USER_AGENT);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) sms_request_timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) sms_request_timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -305,6 +279,42 @@ sms_http_easy_for(SmsJob *job)
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (sms_ca_file && sms_ca_file[0] != '\0')
 		curl_easy_setopt(easy, CURLOPT_CAINFO, sms_ca_file);
+}
+
+/*
+ * An easy handle for the job, with every option that is not the provider's
+ * business set from the current settings.  The provider sets the method,
+ * URL, body and headers (credentials among them) of every request it makes.
+ */
+CURL *
+sms_http_easy_for(SmsJob *job)
+{
+	CURL	   *easy;
+
+	if (n_idle > 0)
+		easy = idle_handles[--n_idle];
+	else
+	{
+		easy = curl_easy_init();
+		if (easy == NULL)
+			elog(ERROR, "could not create a libcurl easy handle");
+		set_common_options(easy);
+	}
+
+	job->easy = easy;
+	job->easy_generation = settings_generation;
+	job->curl_error[0] = '\0';
+	job->prereq_calls = 0;
+	job->retry_refused = false;
+	job->response_too_large = false;
+	job->retry_after_s = -1;
+	initStringInfo(&job->response);
+
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, job);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, job->curl_error);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, job);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, job);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, job);
 	return easy;
 }
 
@@ -348,7 +358,7 @@ release_easy(SmsJob *job)
 	SmsJob	   *last;
 
 	curl_multi_remove_handle(multi, job->easy);
-	if (n_idle < max_idle)
+	if (n_idle < max_idle && job->easy_generation == settings_generation)
 		idle_handles[n_idle++] = job->easy;
 	else
 		curl_easy_cleanup(job->easy);

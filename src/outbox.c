@@ -36,15 +36,21 @@ static SPIPlanPtr next_due_plan;
 static SPIPlanPtr purge_plan;
 
 static SPIPlanPtr
-prepare(const char *sql, int nargs, Oid *argtypes)
+prepare_with(const char *sql, int nargs, Oid *argtypes, int cursor_options)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
 			 sql, SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
 	return plan;
+}
+
+static SPIPlanPtr
+prepare(const char *sql, int nargs, Oid *argtypes)
+{
+	return prepare_with(sql, nargs, argtypes, 0);
 }
 
 #define CLAIMED_COLUMNS \
@@ -110,9 +116,11 @@ prepare_plans(Oid extoid)
 
 	/*
 	 * Every write-back is guarded by the state and attempt it expects: a late
-	 * or repeated result can never overwrite a newer one.
+	 * or repeated result can never overwrite a newer one.  Its plan (a
+	 * primary key probe per element) is the same for any batch: always the
+	 * generic one, rather than planning each batch's arrays anew.
 	 */
-	write_back_plan = prepare(psprintf(
+	write_back_plan = prepare_with(psprintf(
 									   "UPDATE %s.sms_outbox o SET"
 									   " state = r.new_state::%s.sms_state,"
 									   " attempts = r.new_attempts,"
@@ -134,7 +142,7 @@ prepare_plans(Oid extoid)
 									   " WHERE o.id = r.id"
 									   " AND o.state = r.expected_state::%s.sms_state"
 									   " AND o.attempts = r.expected_attempts", s, s, s),
-							  13, wb_args);
+								   13, wb_args, CURSOR_OPT_GENERIC_PLAN);
 
 	/* a row left in 'sending' by a worker that died may have gone out */
 	recover_plan = prepare(psprintf(

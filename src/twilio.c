@@ -15,7 +15,10 @@
 
 #include <time.h>
 
+#include "common/base64.h"
+#include "http.h"
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -88,20 +91,76 @@ messages_url(void)
 	return url;
 }
 
-static void
-set_auth(CURL *easy)
+/*
+ * The request headers, with Basic credentials built once per value of the
+ * settings rather than by libcurl for every request.  A list replaced while
+ * requests are in flight is freed once none is: libcurl reads it as it sends.
+ */
+static struct curl_slist *
+request_headers(void)
 {
-	curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
-	if (sms_api_key_sid && sms_api_key_sid[0] != '\0')
+	static struct curl_slist *headers = NULL;
+	static List *retired = NIL;
+	static char *for_user = NULL;
+	static char *for_secret = NULL;
+	bool		api_key = sms_api_key_sid && sms_api_key_sid[0] != '\0';
+	const char *user = api_key ? sms_api_key_sid : sms_account_sid;
+	const char *secret = api_key ? sms_api_key_secret : sms_auth_token;
+	MemoryContext old;
+	char	   *pair;
+	char	   *encoded;
+	int			len;
+	char	   *line;
+
+	if (retired != NIL && sms_http_in_flight() == 0)
 	{
-		curl_easy_setopt(easy, CURLOPT_USERNAME, sms_api_key_sid);
-		curl_easy_setopt(easy, CURLOPT_PASSWORD, sms_api_key_secret);
+		ListCell   *lc;
+
+		foreach(lc, retired)
+			curl_slist_free_all((struct curl_slist *) lfirst(lc));
+		list_free(retired);
+		retired = NIL;
 	}
-	else
+
+	if (headers != NULL && strcmp(for_user, user) == 0 &&
+		strcmp(for_secret, secret) == 0)
+		return headers;
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	if (headers != NULL)
 	{
-		curl_easy_setopt(easy, CURLOPT_USERNAME, sms_account_sid);
-		curl_easy_setopt(easy, CURLOPT_PASSWORD, sms_auth_token);
+		retired = lappend(retired, headers);
+		pfree(for_user);
+		pfree(for_secret);
 	}
+	for_user = pstrdup(user);
+	for_secret = pstrdup(secret);
+	MemoryContextSwitchTo(old);
+
+	pair = psprintf("%s:%s", user, secret);
+	encoded = palloc(pg_b64_enc_len(strlen(pair)) + 1);
+	len = pg_b64_encode(pair, strlen(pair), encoded, pg_b64_enc_len(strlen(pair)));
+	if (len < 0)
+		elog(ERROR, "could not encode the credentials");
+	encoded[len] = '\0';
+	line = psprintf("Authorization: Basic %s", encoded);
+
+	headers = curl_slist_append(NULL, "Accept: application/json");
+	/* no 100-continue round trip before a large body */
+	headers = curl_slist_append(headers, "Expect:");
+	/* a fixed line, where CURLOPT_USERAGENT would be formatted per request */
+	headers = curl_slist_append(headers, "User-Agent: " SMS_USER_AGENT);
+	headers = curl_slist_append(headers, line);
+	if (headers == NULL)
+		elog(ERROR, "out of memory building request headers");
+
+	explicit_bzero(pair, strlen(pair));
+	explicit_bzero(encoded, len);
+	explicit_bzero(line, strlen(line));
+	pfree(pair);
+	pfree(encoded);
+	pfree(line);
+	return headers;
 }
 
 static void
@@ -143,7 +202,7 @@ twilio_prepare_send(SmsJob *job)
 	curl_easy_setopt(easy, CURLOPT_POST, 1L);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, job->post_fields);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) form.len);
-	set_auth(easy);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, request_headers());
 }
 
 static void
@@ -172,7 +231,7 @@ twilio_prepare_lookup(SmsJob *job)
 
 	curl_easy_setopt(easy, CURLOPT_URL, job->url);
 	curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
-	set_auth(easy);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, request_headers());
 }
 
 static void
