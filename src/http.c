@@ -223,41 +223,41 @@ sms_http_timeout_ms(void)
 }
 
 /*
- * Let curl do what is ready: the sockets the epoll descriptor reports, and
- * its timer if it has expired.
+ * Let curl do what is ready: its timer if it has expired (a request just
+ * added waits for it), and up to max_sockets of the sockets the epoll
+ * descriptor reports.  Returns true if more sockets may be ready.
  */
-void
-sms_http_perform(void)
+bool
+sms_http_perform(int max_sockets)
 {
 	struct epoll_event events[64];
+	int			max = Min(max_sockets, (int) lengthof(events));
 	int			running;
 	int			n;
 	int			i;
-
-	do
-	{
-		n = epoll_wait(epoll_fd, events, lengthof(events), 0);
-		if (n < 0 && errno != EINTR)
-			elog(ERROR, "epoll_wait failed: %m");
-		for (i = 0; i < n; i++)
-		{
-			int			flags = 0;
-
-			if (events[i].events & (EPOLLIN | EPOLLHUP))
-				flags |= CURL_CSELECT_IN;
-			if (events[i].events & EPOLLOUT)
-				flags |= CURL_CSELECT_OUT;
-			if (events[i].events & EPOLLERR)
-				flags |= CURL_CSELECT_ERR;
-			curl_multi_socket_action(multi, events[i].data.fd, flags, &running);
-		}
-	} while (n == lengthof(events));
 
 	if (curl_deadline != 0 && GetCurrentTimestamp() >= curl_deadline)
 	{
 		curl_deadline = 0;
 		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	}
+
+	n = epoll_wait(epoll_fd, events, max, 0);
+	if (n < 0 && errno != EINTR)
+		elog(ERROR, "epoll_wait failed: %m");
+	for (i = 0; i < n; i++)
+	{
+		int			flags = 0;
+
+		if (events[i].events & (EPOLLIN | EPOLLHUP))
+			flags |= CURL_CSELECT_IN;
+		if (events[i].events & EPOLLOUT)
+			flags |= CURL_CSELECT_OUT;
+		if (events[i].events & EPOLLERR)
+			flags |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(multi, events[i].data.fd, flags, &running);
+	}
+	return n == max;
 }
 
 /* Options that depend on the settings only, not on the job. */
@@ -273,7 +273,13 @@ set_common_options(CURL *easy)
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
-	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+	/*
+	 * Waiting for a connection to tell whether it multiplexes pays only over
+	 * TLS (HTTP/2 is negotiated there); over plain HTTP it held every
+	 * request of a burst back until the first reply came.
+	 */
+	curl_easy_setopt(easy, CURLOPT_PIPEWAIT,
+					 (long) (pg_strncasecmp(sms_api_url, "https:", 6) == 0));
 	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);

@@ -14,7 +14,7 @@ extern void sms_http_init(void);
 extern void sms_http_configure(void);
 extern pgsocket sms_http_socket(void);
 extern long sms_http_timeout_ms(void);
-extern void sms_http_perform(void);
+extern bool sms_http_perform(int max_sockets);
 extern CURL *sms_http_easy_for(SmsJob *job);
 extern void sms_http_start(SmsJob *job);
 extern SmsJob *sms_http_next_done(void);

@@ -42,6 +42,10 @@
 #define WRITE_BACK_BATCH 512
 /* ... or when the oldest has waited this long */
 #define WRITE_BACK_DELAY_MS 20
+
+/* sockets served between two looks for finished requests, and rounds */
+#define SOCKETS_PER_ROUND 16
+#define MAX_SOCKET_ROUNDS 8
 /* while paused, try one message this often to see if the cause is gone */
 #define PAUSE_PROBE_MS 30000
 /* lookups in flight at most: reconciliation must not flood the provider */
@@ -66,6 +70,7 @@ static TimestampTz done_since = 0;	/* when the oldest in done finished */
 /* jobs whose requests are in flight */
 static int	sends_in_flight = 0;
 static int	lookups_in_flight = 0;
+static int	requests_started = 0;	/* counts every request handed to curl */
 
 /* what the loop knows about the outbox */
 static bool extension_present = false;
@@ -298,6 +303,7 @@ start_job(SmsJob *job)
 		provider->prepare_lookup(job);
 	sms_http_start(job);
 	MemoryContextSwitchTo(old);
+	requests_started++;
 
 	if (job->kind == JOB_SEND)
 		sends_in_flight++;
@@ -403,12 +409,28 @@ collect_finished(void)
 	}
 }
 
-/* Let curl work, then collect what it finished. */
+/*
+ * Let curl work and collect what it finished, a few sockets at a time: the
+ * replies of a burst come together, and each freed slot gets its next
+ * request as soon as its reply is in rather than after the whole burst.
+ * It goes on while sockets are ready or new requests wait to leave, for a
+ * bounded number of rounds so that the loop's other work is not starved.
+ */
 static void
 drive_requests(void)
 {
-	sms_http_perform();
-	collect_finished();
+	bool		more = true;
+
+	for (int round = 0; more && round < MAX_SOCKET_ROUNDS; round++)
+	{
+		int			started = requests_started;
+
+		more = sms_http_perform(SOCKETS_PER_ROUND);
+		collect_finished();
+		start_ready(GetCurrentTimestamp());
+		if (requests_started != started)
+			more = true;
+	}
 }
 
 /* The row's next state and schedule, from a finished job's outcome. */
