@@ -49,9 +49,13 @@ CREATE TABLE sms_outbox (
 WITH (
 	-- every message is updated twice after its insert: vacuum after a small
 	-- share of dead rows, so the claim's index scans do not wade through
-	-- them (inserts alone need no early vacuum)
+	-- them (inserts alone need no early vacuum).  No fixed threshold, and
+	-- index cleanup even for a few dead rows: once sms.retention has emptied
+	-- the table, its last dead rows are vacuumed too and the empty pages go
+	-- back to the operating system.
 	autovacuum_vacuum_scale_factor = 0.01,
-	autovacuum_vacuum_threshold = 1000
+	autovacuum_vacuum_threshold = 0,
+	vacuum_index_cleanup = on
 );
 
 COMMENT ON TABLE sms_outbox IS 'messages queued by sms_send() or by INSERT, and what became of them';
