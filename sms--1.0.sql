@@ -34,6 +34,7 @@ CREATE TABLE sms_outbox (
 	attempts		int NOT NULL DEFAULT 0,
 	next_attempt_at timestamptz NOT NULL DEFAULT now(),
 	last_attempt_at timestamptz,
+	claimed_by		smallint,
 	sid				text,
 	status			text,
 	error_code		int,

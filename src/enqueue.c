@@ -37,7 +37,7 @@ bool		sms_in_worker = false;
 /* true while sms_send() inserts: its arguments are already validated */
 static bool in_sms_send = false;
 
-/* wake the worker when the current transaction commits */
+/* wake the workers when the current transaction commits */
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
 
@@ -50,26 +50,31 @@ static SPIPlanPtr insert_keyed_plan = NULL;
 static SPIPlanPtr lookup_key_plan = NULL;
 
 /*
- * Set the worker's latch, unless a wake-up is already on its way: the flag
- * coalesces the wake-ups of many committing backends into one, and the
+ * Set each worker's latch, unless a wake-up is already on its way to it: the
+ * flag coalesces the wake-ups of many committing backends into one, and the
  * worker clears it just before it claims.
  */
 static void
-wake_worker(void)
+wake_workers(void)
 {
-	Latch	   *latch;
-
 	if (sms_shared == NULL)
 		return;
-	if (pg_atomic_exchange_u32(&sms_shared->wakeup_requested, 1) != 0)
-		return;
 
-	SpinLockAcquire(&sms_shared->mutex);
-	latch = sms_shared->worker_latch;
-	SpinLockRelease(&sms_shared->mutex);
+	for (int i = 0; i < sms_shared->nworkers; i++)
+	{
+		SmsWorkerSlot *slot = &sms_shared->workers[i];
+		Latch	   *latch;
 
-	if (latch != NULL)
-		SetLatch(latch);
+		if (pg_atomic_exchange_u32(&slot->wakeup_requested, 1) != 0)
+			continue;
+
+		SpinLockAcquire(&sms_shared->mutex);
+		latch = slot->latch;
+		SpinLockRelease(&sms_shared->mutex);
+
+		if (latch != NULL)
+			SetLatch(latch);
+	}
 }
 
 static void
@@ -79,7 +84,7 @@ sms_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 			if (wake_at_commit)
-				wake_worker();
+				wake_workers();
 			wake_at_commit = false;
 			break;
 		case XACT_EVENT_ABORT:

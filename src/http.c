@@ -160,7 +160,7 @@ prereq_callback(void *userp, char *primary_ip, char *local_ip,
 }
 
 void
-sms_http_init(void)
+sms_http_init(int max_connections)
 {
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		elog(ERROR, "could not initialize libcurl");
@@ -176,30 +176,34 @@ sms_http_init(void)
 	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_callback);
 	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
 
-	sms_http_configure();
+	sms_http_configure(max_connections);
 }
 
-/* Apply the settings (again after SIGHUP). */
+/*
+ * Apply the settings (again after SIGHUP); max_connections is this worker's
+ * share of sms.max_concurrency.
+ */
 void
-sms_http_configure(void)
+sms_http_configure(int max_connections)
 {
 	/* idle handles carry the old settings: drop them */
 	settings_generation++;
 	while (n_idle > 0)
 		curl_easy_cleanup(idle_handles[--n_idle]);
 
-	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) sms_max_concurrency);
-	curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) sms_max_concurrency);
-	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) sms_max_concurrency);
+	max_connections = Max(max_connections, 1);
+	curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) max_connections);
+	curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long) max_connections);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) max_connections);
 
-	if (max_idle < sms_max_concurrency)
+	if (max_idle < max_connections)
 	{
 		if (idle_handles == NULL)
 			idle_handles = MemoryContextAlloc(TopMemoryContext,
-											  sizeof(CURL *) * sms_max_concurrency);
+											  sizeof(CURL *) * max_connections);
 		else
-			idle_handles = repalloc(idle_handles, sizeof(CURL *) * sms_max_concurrency);
-		max_idle = sms_max_concurrency;
+			idle_handles = repalloc(idle_handles, sizeof(CURL *) * max_connections);
+		max_idle = max_connections;
 	}
 }
 

@@ -10,8 +10,8 @@
 
 #include "job.h"
 
-extern void sms_http_init(void);
-extern void sms_http_configure(void);
+extern void sms_http_init(int max_connections);
+extern void sms_http_configure(int max_connections);
 extern pgsocket sms_http_socket(void);
 extern long sms_http_timeout_ms(void);
 extern bool sms_http_perform(int max_sockets);

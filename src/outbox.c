@@ -62,13 +62,14 @@ prepare_plans(Oid extoid)
 {
 	char	   *schema = get_namespace_name(sms_extension_schema(extoid));
 	const char *s = quote_identifier(schema);
-	Oid			claim_args[1] = {INT4OID};
+	Oid			claim_args[2] = {INT4OID, INT2OID};
 	Oid			unknown_args[2] = {INT4OID, INT4OID};
 	Oid			wb_args[13] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 	TIMESTAMPTZARRAYOID};
-	Oid			grace_args[1] = {INT4OID};
+	Oid			recover_args[3] = {INT4OID, INT2OID, INT2OID};
+	Oid			purge_args[1] = {INT4OID};
 
 	if (claim_plan)
 	{
@@ -81,8 +82,10 @@ prepare_plans(Oid extoid)
 	}
 
 	/*
-	 * Claim the most urgent due rows.  SKIP LOCKED lets sms_cancel() and
-	 * the application's own updates go on without waiting for us.
+	 * Claim the most urgent due rows.  SKIP LOCKED lets sms_cancel(), the
+	 * application's own updates and the other workers go on without waiting
+	 * for us.  claimed_by names the worker, whose next start-up alone may
+	 * take the row for one that went out.
 	 */
 	claim_plan = prepare(psprintf(
 								  "WITH c AS ("
@@ -92,10 +95,11 @@ prepare_plans(Oid extoid)
 								  " LIMIT $1 FOR UPDATE SKIP LOCKED)"
 								  " UPDATE %s.sms_outbox o"
 								  " SET state = 'sending', attempts = o.attempts + 1,"
-								  " last_attempt_at = now(), updated_at = now()"
+								  " last_attempt_at = now(), updated_at = now(),"
+								  " claimed_by = $2"
 								  " FROM c WHERE o.id = c.id"
 								  " RETURNING " CLAIMED_COLUMNS, s, s),
-						 1, claim_args);
+						 2, claim_args);
 
 	/*
 	 * Rows whose outcome is unknown are leased for a while (next_attempt_at
@@ -144,14 +148,22 @@ prepare_plans(Oid extoid)
 									   " AND o.attempts = r.expected_attempts", s, s, s),
 								   13, wb_args, CURSOR_OPT_GENERIC_PLAN);
 
-	/* a row left in 'sending' by a worker that died may have gone out */
+	/*
+	 * A row left in 'sending' by a worker that died may have gone out.  A
+	 * worker takes back only its own rows: the other workers' are in flight.
+	 * The first also takes the rows of workers that no longer exist (after
+	 * sms.workers was lowered) and of none (claimed before there was
+	 * claimed_by); a restart is needed for either, so none of them runs.
+	 */
 	recover_plan = prepare(psprintf(
 									"UPDATE %s.sms_outbox SET state = 'unknown',"
 									" next_attempt_at = now() + make_interval(secs => $1 / 1000.0),"
 									" error_message = 'the worker stopped while this message was being sent',"
 									" updated_at = now()"
-									" WHERE state = 'sending'", s),
-						   1, grace_args);
+									" WHERE state = 'sending'"
+									" AND (claimed_by = $2 OR ($2 = 0 AND"
+									" (claimed_by IS NULL OR claimed_by < 0 OR claimed_by >= $3)))", s),
+						   3, recover_args);
 
 	/*
 	 * The earliest due time of a pending or unknown row.  The claim index is
@@ -180,7 +192,7 @@ prepare_plans(Oid extoid)
 								  " WHERE state IN ('sent', 'failed', 'canceled')"
 								  " AND updated_at < now() - make_interval(secs => $1)"
 								  " LIMIT 10000)", s, s),
-						 1, grace_args);
+						 1, purge_args);
 
 	plans_extension_oid = extoid;
 }
@@ -234,11 +246,12 @@ sms_outbox_commit(void)
 }
 
 int
-sms_outbox_recover_inflight(void)
+sms_outbox_recover_inflight(int worker, int nworkers)
 {
-	Datum		arg = Int32GetDatum(sms_reconcile_grace_ms);
+	Datum		args[3] = {Int32GetDatum(sms_reconcile_grace_ms),
+		Int16GetDatum(worker), Int16GetDatum(nworkers)};
 
-	if (SPI_execute_plan(recover_plan, &arg, NULL, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_plan(recover_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not recover rows left in sending");
 	return (int) SPI_processed;
 }
@@ -335,11 +348,11 @@ jobs_from_result(SmsJobKind kind, int *nclaimed)
 }
 
 SmsJob *
-sms_outbox_claim(int limit, int *nclaimed)
+sms_outbox_claim(int limit, int worker, int *nclaimed)
 {
-	Datum		arg = Int32GetDatum(limit);
+	Datum		args[2] = {Int32GetDatum(limit), Int16GetDatum(worker)};
 
-	if (SPI_execute_plan(claim_plan, &arg, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+	if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim messages");
 	return jobs_from_result(JOB_SEND, nclaimed);
 }

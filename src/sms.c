@@ -48,6 +48,7 @@ int			sms_reconcile_grace_ms = 5000;
 int			sms_reconcile_rate = 10;
 char	   *sms_ca_file = NULL;
 int			sms_retention_s = 0;
+int			sms_workers = 1;
 
 SmsShared  *sms_shared = NULL;
 
@@ -300,7 +301,23 @@ define_settings(void)
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("sms.workers",
+							"Background workers that send, each with its share of the requests in flight and of the rate.",
+							NULL,
+							&sms_workers,
+							1, 1, SMS_MAX_WORKERS,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("sms");
+}
+
+static Size
+shared_size(void)
+{
+	return add_size(offsetof(SmsShared, workers),
+					mul_size(sms_workers, sizeof(SmsWorkerSlot)));
 }
 
 static void
@@ -308,7 +325,7 @@ sms_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(SmsShared)));
+	RequestAddinShmemSpace(MAXALIGN(shared_size()));
 }
 
 static void
@@ -320,19 +337,21 @@ sms_shmem_startup(void)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	sms_shared = ShmemInitStruct("sms", sizeof(SmsShared), &found);
+	sms_shared = ShmemInitStruct("sms", shared_size(), &found);
 	if (!found)
 	{
-		memset(sms_shared, 0, sizeof(SmsShared));
-		pg_atomic_init_u32(&sms_shared->wakeup_requested, 0);
+		memset(sms_shared, 0, shared_size());
 		SpinLockInit(&sms_shared->mutex);
 		strlcpy(sms_shared->condition, "not running", SMS_CONDITION_LEN);
+		sms_shared->nworkers = sms_workers;
+		for (int i = 0; i < sms_workers; i++)
+			pg_atomic_init_u32(&sms_shared->workers[i].wakeup_requested, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
 static void
-register_worker(void)
+register_workers(void)
 {
 	BackgroundWorker worker;
 
@@ -344,9 +363,17 @@ register_worker(void)
 	worker.bgw_restart_time = 5;
 	strlcpy(worker.bgw_library_name, "sms", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "sms_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "sms worker", BGW_MAXLEN);
 	strlcpy(worker.bgw_type, "sms worker", BGW_MAXLEN);
-	RegisterBackgroundWorker(&worker);
+	for (int i = 0; i < sms_workers; i++)
+	{
+		/* the first keeps the plain name that a single worker has */
+		if (i == 0)
+			strlcpy(worker.bgw_name, "sms worker", BGW_MAXLEN);
+		else
+			snprintf(worker.bgw_name, BGW_MAXLEN, "sms worker %d", i + 1);
+		worker.bgw_main_arg = Int32GetDatum(i);
+		RegisterBackgroundWorker(&worker);
+	}
 }
 
 /*
@@ -427,7 +454,7 @@ _PG_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = sms_shmem_startup;
 
-	register_worker();
+	register_workers();
 }
 
 /*
@@ -527,7 +554,7 @@ sms_worker_condition(PG_FUNCTION_ARGS)
 
 	SpinLockAcquire(&sms_shared->mutex);
 	strlcpy(condition, sms_shared->condition, sizeof(condition));
-	pid = sms_shared->worker_pid;
+	pid = sms_shared->workers[0].pid;
 	since = sms_shared->condition_since;
 	SpinLockRelease(&sms_shared->mutex);
 

@@ -37,22 +37,30 @@ extern int	sms_reconcile_grace_ms;
 extern int	sms_reconcile_rate;
 extern char *sms_ca_file;
 extern int	sms_retention_s;
+extern int	sms_workers;
+
+#define SMS_MAX_WORKERS 16
 
 /*
- * State shared between the worker and the backends that queue messages.
+ * State shared between the workers and the backends that queue messages.
  */
 #define SMS_CONDITION_LEN 200
 
-typedef struct SmsShared
+typedef struct SmsWorkerSlot
 {
 	/* set by a committing backend, cleared by the worker before it claims */
 	pg_atomic_uint32 wakeup_requested;
+	Latch	   *latch;			/* NULL while the worker is not running */
+	int			pid;
+} SmsWorkerSlot;
 
+typedef struct SmsShared
+{
 	slock_t		mutex;			/* protects the fields below */
-	Latch	   *worker_latch;	/* NULL while no worker runs */
-	int			worker_pid;
 	TimestampTz condition_since;
-	char		condition[SMS_CONDITION_LEN];
+	char		condition[SMS_CONDITION_LEN];	/* the first worker's */
+	int			nworkers;
+	SmsWorkerSlot workers[FLEXIBLE_ARRAY_MEMBER];
 } SmsShared;
 
 extern SmsShared *sms_shared;

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  The background worker: one event loop that claims due messages, keeps
- *	  up to sms.max_concurrency requests in flight, and writes outcomes back.
+ *	  A background worker: one event loop that claims due messages, keeps
+ *	  its share of sms.max_concurrency requests in flight, and writes
+ *	  outcomes back.
  *
  *	  Each turn of the loop waits in WaitEventSetWait for the latch (set by
  *	  committing backends, SIGHUP and SIGTERM), postmaster death and curl's
@@ -13,6 +14,12 @@
  *	  it claims is sent, so a row is durably 'sending' before the provider
  *	  can have seen it.  Claiming ahead of the free slots keeps the network
  *	  busy while the database does its part in batches.
+ *
+ *	  With sms.workers above 1, each worker runs this loop with its share of
+ *	  the requests in flight and of the rate; SKIP LOCKED keeps their claims
+ *	  apart, and each row records which worker claimed it, so that a
+ *	  restarted worker takes back only its own rows.  The first worker also
+ *	  reconciles, deletes past sms.retention and reports the condition.
  *
  *-------------------------------------------------------------------------
  */
@@ -71,6 +78,11 @@ static TimestampTz done_since = 0;	/* when the oldest in done finished */
 static int	sends_in_flight = 0;
 static int	lookups_in_flight = 0;
 static int	requests_started = 0;	/* counts every request handed to curl */
+
+/* which worker this is (0 for the first), and its shares of the settings */
+static int	my_slot = 0;
+static int	my_concurrency = 1;
+static int	my_rate = 0;		/* 0: no limit */
 
 /* what the loop knows about the outbox */
 static bool extension_present = false;
@@ -198,21 +210,56 @@ ms_until(TimestampTz t, TimestampTz now)
 	return (long) ((t - now + 999) / 1000);
 }
 
+/* This worker's share of a total divided among the workers. */
+static int
+share_of(int total)
+{
+	return total / sms_workers + (my_slot < total % sms_workers ? 1 : 0);
+}
+
+/*
+ * The requests in flight and the rate are divided among the workers.  A
+ * worker whose share is nothing (more workers than sms.max_concurrency or
+ * sms.rate_limit) claims nothing.
+ */
+static void
+compute_shares(void)
+{
+	my_concurrency = share_of(sms_max_concurrency);
+	my_rate = 0;
+	if (sms_rate_limit > 0)
+	{
+		my_rate = share_of(sms_rate_limit);
+		if (my_rate == 0)
+			my_concurrency = 0;
+	}
+}
+
+/* The condition sms_stats shows is the first worker's. */
+static void
+set_condition(const char *condition)
+{
+	if (my_slot == 0)
+		sms_set_condition("%s", condition);
+}
+
 static void
 worker_shmem_exit(int code, Datum arg)
 {
 	if (sms_shared == NULL)
 		return;
 	SpinLockAcquire(&sms_shared->mutex);
-	sms_shared->worker_latch = NULL;
-	sms_shared->worker_pid = 0;
+	sms_shared->workers[my_slot].latch = NULL;
+	sms_shared->workers[my_slot].pid = 0;
 	SpinLockRelease(&sms_shared->mutex);
-	sms_set_condition("not running");
+	set_condition("not running");
 }
 
 static void
 update_condition(void)
 {
+	if (my_slot != 0)
+		return;
 	if (!extension_present)
 		sms_set_condition("waiting for CREATE EXTENSION sms in database \"%s\"",
 						  sms_database);
@@ -350,7 +397,7 @@ bucket_next_token_at(const TokenBucket *b, int rate, TimestampTz now)
 static int
 free_slots(void)
 {
-	return Max(sms_max_concurrency - sends_in_flight - lookups_in_flight, 0);
+	return Max(my_concurrency - sends_in_flight - lookups_in_flight, 0);
 }
 
 /* Start claimed messages while there are free slots and the rate allows. */
@@ -361,14 +408,14 @@ start_ready(TimestampTz now)
 
 	if (ready.n == 0)
 		return;
-	n = Min(free_slots(), bucket_available(&send_bucket, sms_rate_limit, now));
+	n = Min(free_slots(), bucket_available(&send_bucket, my_rate, now));
 	/* paused, only the one probing message goes, and alone */
 	if (paused)
 		n = (sms_http_in_flight() == 0) ? Min(n, 1) : 0;
 	while (n-- > 0 && ready.n > 0)
 	{
 		start_job(queue_pop(&ready));
-		bucket_spend(&send_bucket, sms_rate_limit, 1);
+		bucket_spend(&send_bucket, my_rate, 1);
 	}
 }
 
@@ -547,11 +594,11 @@ free_done(void)
 static int
 claim_target(void)
 {
-	int			target = 8 * sms_max_concurrency;
+	int			target = 8 * my_concurrency;
 
 	/* under a rate limit, claim no more than about a second's worth */
-	if (sms_rate_limit > 0)
-		target = Min(target, sms_rate_limit);
+	if (my_rate > 0)
+		target = Min(target, my_rate);
 	return Max(target, 1);
 }
 
@@ -571,7 +618,7 @@ static bool
 turn_wanted(TimestampTz now, bool woken, bool *write_back,
 			int *send_limit, int *lookup_limit, TimestampTz *wake_at)
 {
-	bool		low = ready.n < sms_max_concurrency;
+	bool		low = ready.n < my_concurrency;
 
 	*write_back = false;
 	*send_limit = 0;
@@ -622,7 +669,9 @@ turn_wanted(TimestampTz now, bool woken, bool *write_back,
 			*wake_at = earliest(*wake_at, probe_at);
 	}
 
-	if (sending_allowed() && lookups_in_flight < MAX_LOOKUPS_IN_FLIGHT)
+	/* the first worker reconciles */
+	if (my_slot == 0 && sending_allowed() &&
+		lookups_in_flight < MAX_LOOKUPS_IN_FLIGHT)
 	{
 		int			allowed = bucket_available(&lookup_bucket, sms_reconcile_rate, now);
 
@@ -672,7 +721,7 @@ database_turn_once(int send_limit, int lookup_limit)
 		extension_present = true;
 		more_pending = true;
 		query_due = true;
-		sms_outbox_recover_inflight();
+		sms_outbox_recover_inflight(my_slot, sms_workers);
 		update_condition();
 		if (send_limit == 0 && sending_allowed())
 			send_limit = claim_target();
@@ -684,7 +733,7 @@ database_turn_once(int send_limit, int lookup_limit)
 	{
 		if (paused)
 			probe_at = TimestampTzPlusMilliseconds(now, PAUSE_PROBE_MS);
-		sends = sms_outbox_claim(send_limit, &n);
+		sends = sms_outbox_claim(send_limit, my_slot, &n);
 		more_pending = (n == send_limit);
 		if (!more_pending)
 			query_due = true;
@@ -775,7 +824,8 @@ run_retention(TimestampTz now)
 	volatile int n = 0;
 	MemoryContext cxt = CurrentMemoryContext;
 
-	if (sms_retention_s <= 0 || now < next_retention || !extension_present)
+	if (my_slot != 0 || sms_retention_s <= 0 || now < next_retention ||
+		!extension_present)
 		return;
 	/* a short retention is kept to within about a quarter of itself */
 	next_retention = TimestampTzPlusMilliseconds(now,
@@ -815,7 +865,7 @@ shut_down(WaitEventSet *set)
 	SmsJob	   *job;
 
 	HOLD_INTERRUPTS();
-	sms_set_condition("stopping");
+	set_condition("stopping");
 	abandon_ready();
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -897,17 +947,19 @@ sms_worker_main(Datum main_arg)
 	/* the claim's LIMIT decides its plan: let each execution plan for it */
 	SetConfigOption("plan_cache_mode", "auto", PGC_SUSET, PGC_S_OVERRIDE);
 
+	my_slot = DatumGetInt32(main_arg);
+	compute_shares();
 	SpinLockAcquire(&sms_shared->mutex);
-	sms_shared->worker_latch = MyLatch;
-	sms_shared->worker_pid = MyProcPid;
+	sms_shared->workers[my_slot].latch = MyLatch;
+	sms_shared->workers[my_slot].pid = MyProcPid;
 	SpinLockRelease(&sms_shared->mutex);
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
-	sms_set_condition("starting");
+	set_condition("starting");
 
 	/* anything committed before we registered our latch is claimed below */
-	pg_atomic_write_u32(&sms_shared->wakeup_requested, 0);
+	pg_atomic_write_u32(&sms_shared->workers[my_slot].wakeup_requested, 0);
 
-	sms_http_init();
+	sms_http_init(my_concurrency);
 	missing = provider->missing_settings();
 
 	set = CreateWaitEventSet(TopMemoryContext, 3);
@@ -948,8 +1000,8 @@ sms_worker_main(Datum main_arg)
 		 * Take the wake-up flag only when it can be acted on now; else it
 		 * stays set and is seen once the queue has room again.
 		 */
-		if (!extension_present || (sending_allowed() && ready.n < sms_max_concurrency))
-			woken = pg_atomic_exchange_u32(&sms_shared->wakeup_requested, 0) != 0;
+		if (!extension_present || (sending_allowed() && ready.n < my_concurrency))
+			woken = pg_atomic_exchange_u32(&sms_shared->workers[my_slot].wakeup_requested, 0) != 0;
 
 		if (turn_wanted(now, woken, &write_back, &send_limit, &lookup_limit, &wake_at))
 		{
@@ -974,7 +1026,7 @@ sms_worker_main(Datum main_arg)
 		}
 		if (ready.n > 0 && !paused && free_slots() > 0)
 			timeout = Min(timeout,
-						  ms_until(bucket_next_token_at(&send_bucket, sms_rate_limit, now), now));
+						  ms_until(bucket_next_token_at(&send_bucket, my_rate, now), now));
 		curl_timeout = sms_http_timeout_ms();
 		if (curl_timeout >= 0)
 			timeout = Min(timeout, curl_timeout);
@@ -994,7 +1046,8 @@ sms_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			sms_http_configure();
+			compute_shares();
+			sms_http_configure(my_concurrency);
 			missing = provider->missing_settings();
 			/* the cause of a pause may have been fixed: try at once */
 			if (paused)

@@ -27,6 +27,9 @@ N_DRAIN=${BENCH_N_DRAIN:-50000}
 N_SLOW=${BENCH_N_SLOW:-10000}
 N_RSS=${BENCH_N_RSS:-200000}
 PGBENCH_SECS=${BENCH_PGBENCH_SECS:-15}
+# two workers: one is bound by a core at about 13,000 msg/s here (see the
+# README); a run with the default of one follows at the end for comparison
+WORKERS=${BENCH_WORKERS:-2}
 
 emulator_pid=
 cleanup()
@@ -117,12 +120,13 @@ shared_buffers = '512MB'
 max_wal_size = '8GB'
 checkpoint_timeout = '30min'
 autovacuum_naptime = '1s'
+sms.workers = $WORKERS
 sms.account_sid = 'ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'
 sms.auth_token = 'emulator-token'
 CONF
 pg_ctl -D "$data" -l "$root/server.log" -w start >/dev/null
 sql "CREATE EXTENSION sms"
-say "postgresql: $(sql 'SHOW server_version'), synchronous_commit $(sql 'SHOW synchronous_commit'), fsync $(sql 'SHOW fsync')"
+say "postgresql: $(sql 'SHOW server_version'), synchronous_commit $(sql 'SHOW synchronous_commit'), fsync $(sql 'SHOW fsync'); sms.workers $(sql 'SHOW sms.workers')"
 
 # ---------------------------------------------------------------- HTTP
 say ""
@@ -260,6 +264,18 @@ for _ in $(seq 1 60); do
 done
 size_after=$(sql "SELECT pg_size_pretty(pg_table_size('sms_outbox')) || ' table, ' || pg_size_pretty(pg_indexes_size('sms_outbox')) || ' indexes, ' || count(*) || ' rows' FROM sms_outbox")
 say "  outbox after sms.retention = 1s and autovacuum: $size_after"
+
+# ---------------------------------------------------------------- one worker
+if [ "$WORKERS" != 1 ]; then
+	say ""
+	say "== drain over HTTP with sms.workers = 1 (the default), for comparison: $N_DRAIN messages"
+	sql "ALTER SYSTEM RESET sms.retention"
+	sed -i 's/^sms.workers = .*/sms.workers = 1/' "$data/postgresql.conf"
+	pg_ctl -D "$data" -m fast -w restart >/dev/null
+	sleep 1
+	drain_runs "$N_DRAIN" one
+	say "  one worker / $WORKERS workers: $(awk -v a="$drain_rate" -v b="$http_rate" 'BEGIN {printf "%.2f", a / b}')"
+fi
 
 say ""
 say "== done"

@@ -1,0 +1,102 @@
+
+# sms.workers = 2: both workers send, their claims never overlap, a
+# restarted worker takes back only its own rows, and the rate limit is the
+# sum of the workers' shares.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use SmsTest;
+
+my $emu = start_emulator(args => [ '--delay-ms', '20' ]);
+my $node = sms_node('workers', $emu,
+	conf => "sms.workers = 2\nsms.max_concurrency = 16\nrestart_after_crash = on\n");
+
+sub worker_pids
+{
+	return split /\n/, $node->safe_psql('postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'sms worker' ORDER BY pid});
+}
+
+$node->poll_query_until('postgres',
+	q{SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'sms worker'})
+  or die 'two workers did not start';
+my @pids = worker_pids();
+is(scalar(@pids), 2, 'two sms workers run');
+my $first = $node->safe_psql('postgres', 'SELECT worker_pid FROM sms_stats');
+ok((grep { $_ == $first } @pids), 'sms_stats shows the first worker');
+is($node->safe_psql('postgres', 'SELECT worker FROM sms_stats'), 'running',
+	'the condition is running');
+
+# --- both send, and together once each
+queue_messages($node, 'w', 2000, batch => 500);
+wait_for_rows($node, q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'w %' AND state = 'sent'},
+	2000, 'two workers: all 2,000 sent');
+is($node->safe_psql('postgres',
+	q{SELECT string_agg(claimed_by::text, ',' ORDER BY claimed_by) FROM
+	  (SELECT DISTINCT claimed_by FROM sms_outbox WHERE body LIKE 'w %') d}),
+	'0,1', 'both workers claimed messages');
+exactly_once($emu, 'w', 2000);
+
+# --- SIGTERM to the second worker mid-drain: it stops and is started again;
+# its restart must leave the first worker's rows in flight alone, which would
+# otherwise turn 'unknown' and be looked up at the provider
+$emu->reset;
+queue_messages($node, 't', 3000, batch => 1000);
+$node->poll_query_until('postgres',
+	q{SELECT count(*) >= 800 FROM sms_outbox WHERE state = 'sent' AND body LIKE 't %'})
+  or die 'drain stalled';
+my $second = $node->safe_psql('postgres',
+	qq{SELECT pid FROM pg_stat_activity WHERE backend_type = 'sms worker' AND pid <> $first});
+ok($node->safe_psql('postgres', "SELECT pg_terminate_backend($second)") eq 't',
+	'the second worker was signalled');
+$node->poll_query_until('postgres',
+	qq{SELECT count(*) = 2 FROM pg_stat_activity
+	   WHERE backend_type = 'sms worker' AND pid <> $second})
+  or die 'the second worker did not come back';
+wait_for_rows($node, q{SELECT count(*) FROM sms_outbox WHERE body LIKE 't %' AND state = 'sent'},
+	3000, 'second worker restarted: all 3,000 sent');
+exactly_once($emu, 't', 3000);
+my $lookups = grep { $_->{method} eq 'GET' } @{ $emu->requests };
+is($lookups, 0, 'no row of the first worker was taken for one in doubt (no lookups)');
+is($node->safe_psql('postgres', 'SELECT worker_pid FROM sms_stats'), $first,
+	'the first worker ran on throughout');
+
+# --- kill -9 of the second worker: the server restarts both, each takes
+# back its own rows, and reconciliation settles them
+$emu->reset;
+queue_messages($node, 'k', 3000, batch => 1000);
+$node->poll_query_until('postgres',
+	q{SELECT count(*) >= 800 FROM sms_outbox WHERE state = 'sent' AND body LIKE 'k %'})
+  or die 'drain stalled';
+($second) = grep { $_ != $first } worker_pids();
+ok(kill('KILL', $second), "kill -9 of the second worker ($second)");
+$node->poll_query_until('postgres',
+	qq{SELECT count(*) = 2 FROM pg_stat_activity
+	   WHERE backend_type = 'sms worker' AND pid NOT IN ($first, $second)})
+  or die 'the workers did not come back';
+wait_for_rows($node, q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'k %' AND state = 'sent'},
+	3000, 'kill -9: all 3,000 sent');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM sms_outbox WHERE state <> 'sent'}), 0,
+	'kill -9: no row left in another state');
+exactly_once($emu, 'k', 3000);
+
+# --- the rate limit is shared: 10/s over two workers is 5/s each
+$emu->reset;
+$node->append_conf('postgresql.conf', "sms.rate_limit = 10\n");
+$node->reload;
+queue_messages($node, 'r', 20);
+wait_for_rows($node, q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'r %' AND state = 'sent'},
+	20, 'rate limited: all 20 sent');
+my @t = sort { $a <=> $b } map { $_->{t_us} } grep { $_->{method} eq 'POST' } @{ $emu->requests };
+my $span = ($t[-1] - $t[0]) / 1e6;
+# each worker's bucket starts with one token: 5/s each makes about 1.8 s,
+# where two unshared buckets of 10/s would take 0.9 s
+cmp_ok($span, '>=', 1.4, sprintf('20 messages at 10/s over two workers took %.2f s', $span));
+
+$node->stop;
+$emu->stop;
+done_testing();
