@@ -657,7 +657,8 @@ turn_wanted(TimestampTz now, bool woken, bool *write_back,
 		else
 			*wake_at = earliest(*wake_at, earliest(pending_due, idle_check_at));
 	}
-	else if (!missing && paused && ready.n == 0 && sms_http_in_flight() == 0)
+	else if (!missing && paused && my_concurrency > 0 && ready.n == 0 &&
+			 sms_http_in_flight() == 0)
 	{
 		/*
 		 * One message every PAUSE_PROBE_MS tells whether the cause of a pause
