@@ -84,6 +84,36 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM sms_outbox WHERE state <>
 	'kill -9: no row left in another state');
 exactly_once($emu, 'k', 3000);
 
+# --- a wrong token pauses both workers; fixed and reloaded, both send again
+$emu->reset;
+$node->append_conf('postgresql.conf', "sms.auth_token = 'wrong-token'\n");
+$node->reload;
+sleep 1;
+queue_messages($node, 'p', 40);
+wait_for_rows($node, q{SELECT worker FROM sms_stats},
+	'paused: authentication failed (20003)', 'wrong token: paused');
+sleep 1;
+is($node->safe_psql('postgres', q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'p %' AND state = 'pending'}),
+	40, 'wrong token: all 40 wait, none failed');
+# only what was in flight when the refusals came (16 at most), then nothing
+my $refused = grep { $_->{method} eq 'POST' } @{ $emu->requests };
+cmp_ok($refused, '<=', 16, "wrong token: the workers stopped sending ($refused requests)");
+sleep 1;
+is(scalar(grep { $_->{method} eq 'POST' } @{ $emu->requests }), $refused,
+	'wrong token: no request in the second after');
+$emu->reset;
+$node->append_conf('postgresql.conf', "sms.auth_token = '$SmsTest::AUTH_TOKEN'\n");
+$node->reload;
+wait_for_rows($node, q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'p %' AND state = 'sent'},
+	40, 'token fixed and reloaded: all 40 sent');
+exactly_once($emu, 'p', 40);
+queue_messages($node, 'q', 1000, batch => 500);
+wait_for_rows($node, q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'q %' AND state = 'sent'},
+	1000, 'after the pause: 1,000 more sent');
+is($node->safe_psql('postgres',
+	q{SELECT count(DISTINCT claimed_by) FROM sms_outbox WHERE body LIKE 'q %'}),
+	2, 'after the pause: both workers send again');
+
 # --- the rate limit is shared: 10/s over two workers is 5/s each
 $emu->reset;
 $node->append_conf('postgresql.conf', "sms.rate_limit = 10\n");
