@@ -152,8 +152,8 @@ prepare_plans(Oid extoid)
 	 * A row left in 'sending' by a worker that died may have gone out.  A
 	 * worker takes back only its own rows: the other workers' are in flight.
 	 * The first also takes the rows of workers that no longer exist (after
-	 * sms.workers was lowered) and of none (claimed before there was
-	 * claimed_by); a restart is needed for either, so none of them runs.
+	 * sms.workers was lowered: that needed a restart, so none of them runs)
+	 * and rows of no worker (set to 'sending' by hand).
 	 */
 	recover_plan = prepare(psprintf(
 									"UPDATE %s.sms_outbox SET state = 'unknown',"

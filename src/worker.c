@@ -596,6 +596,9 @@ claim_target(void)
 {
 	int			target = 8 * my_concurrency;
 
+	/* a worker with no share could never send what it claimed */
+	if (my_concurrency == 0)
+		return 0;
 	/* under a rate limit, claim no more than about a second's worth */
 	if (my_rate > 0)
 		target = Min(target, my_rate);
