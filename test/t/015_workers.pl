@@ -127,6 +127,18 @@ my $span = ($t[-1] - $t[0]) / 1e6;
 # where two unshared buckets of 10/s would take 0.9 s
 cmp_ok($span, '>=', 1.4, sprintf('20 messages at 10/s over two workers took %.2f s', $span));
 
+# --- a rate of 1/s cannot be shared: the second worker claims nothing
+$emu->reset;
+$node->append_conf('postgresql.conf', "sms.rate_limit = 1\n");
+$node->reload;
+queue_messages($node, 'one', 3);
+wait_for_rows($node, q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'one %' AND state = 'sent'},
+	3, 'rate 1/s over two workers: all 3 sent');
+is($node->safe_psql('postgres',
+	q{SELECT string_agg(DISTINCT claimed_by::text, ',') FROM sms_outbox WHERE body LIKE 'one %'}),
+	'0', 'rate 1/s over two workers: the first worker sent them all');
+exactly_once($emu, 'one', 3);
+
 $node->stop;
 $emu->stop;
 done_testing();
