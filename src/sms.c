@@ -344,6 +344,7 @@ sms_shmem_startup(void)
 		SpinLockInit(&sms_shared->mutex);
 		strlcpy(sms_shared->condition, "not running", SMS_CONDITION_LEN);
 		sms_shared->nworkers = sms_workers;
+		pg_atomic_init_u32(&sms_shared->unknown_rows_added, 0);
 		for (int i = 0; i < sms_workers; i++)
 			pg_atomic_init_u32(&sms_shared->workers[i].wakeup_requested, 0);
 	}
@@ -445,6 +446,17 @@ _PG_init(void)
 				 errhint("Add sms to shared_preload_libraries in postgresql.conf and restart the server.")));
 
 	define_settings();
+
+	/*
+	 * PostgreSQL only logs a background worker it has no slot for; a worker
+	 * that silently never starts would keep its share of the sending.
+	 */
+	if (sms_workers > max_worker_processes)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sms.workers (%d) is more than max_worker_processes (%d)",
+						sms_workers, max_worker_processes),
+				 errhint("Lower sms.workers, or raise max_worker_processes, which parallel queries and other extensions' workers also use.")));
 
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = sms_emit_log_hook;

@@ -59,6 +59,8 @@ typedef struct SmsShared
 	slock_t		mutex;			/* protects the fields below */
 	TimestampTz condition_since;
 	char		condition[SMS_CONDITION_LEN];	/* the first worker's */
+	/* set by a worker whose rows became 'unknown'; the first reconciles */
+	pg_atomic_uint32 unknown_rows_added;
 	int			nworkers;
 	SmsWorkerSlot workers[FLEXIBLE_ARRAY_MEMBER];
 } SmsShared;

@@ -86,6 +86,9 @@ static int	my_rate = 0;		/* 0: no limit */
 
 /* what the loop knows about the outbox */
 static bool extension_present = false;
+static bool recovery_pending = false;	/* our rows left 'sending' to take back */
+static bool made_unknown = false;	/* this turn leaves rows 'unknown' */
+static bool recheck_due = false;	/* another worker did: look again */
 static bool more_pending = true;	/* the last claim got all it asked for */
 static TimestampTz pending_due = 0; /* earliest known due time, 0 if none */
 static TimestampTz unknown_due = 0;
@@ -553,7 +556,10 @@ plan_write_back(SmsJob *job, SmsWriteBack *wb)
 		if (strcmp(wb->new_state, "pending") == 0)
 			pending_due = earliest(pending_due, wb->next_attempt_at);
 		else
+		{
 			unknown_due = earliest(unknown_due, wb->next_attempt_at);
+			made_unknown = true;
+		}
 	}
 }
 
@@ -651,6 +657,8 @@ turn_wanted(TimestampTz now, bool woken, bool *write_back,
 		*wake_at = earliest(*wake_at, idle_check_at);
 		return *write_back || woken || now >= idle_check_at;
 	}
+	if (recheck_due)
+		*write_back = true;		/* a turn, if only to look at the outbox */
 
 	if (sending_allowed() && low)
 	{
@@ -692,6 +700,24 @@ turn_wanted(TimestampTz now, bool woken, bool *write_back,
 }
 
 /*
+ * Only the first worker reconciles: tell it that rows of ours became
+ * 'unknown', so that it looks for the time they are due rather than finding
+ * them at its next idle check.
+ */
+static void
+tell_first_worker(void)
+{
+	Latch	   *latch;
+
+	pg_atomic_write_u32(&sms_shared->unknown_rows_added, 1);
+	SpinLockAcquire(&sms_shared->mutex);
+	latch = sms_shared->workers[0].latch;
+	SpinLockRelease(&sms_shared->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+/*
  * One transaction: write back what finished, then claim what comes next.
  * It commits before any claimed row is sent.
  */
@@ -723,13 +749,19 @@ database_turn_once(int send_limit, int lookup_limit)
 	if (!extension_present)
 	{
 		extension_present = true;
+		recovery_pending = true;
 		more_pending = true;
 		query_due = true;
-		sms_outbox_recover_inflight(my_slot, sms_workers);
 		update_condition();
 		if (send_limit == 0 && sending_allowed())
 			send_limit = claim_target();
 	}
+
+	/* until a turn that took our rows back has committed, take them again */
+	if (recovery_pending && sms_outbox_recover_inflight(my_slot, sms_workers) > 0)
+		made_unknown = true;
+	if (recheck_due)
+		query_due = true;
 
 	write_back_done();
 
@@ -763,6 +795,11 @@ database_turn_once(int send_limit, int lookup_limit)
 	}
 
 	sms_outbox_commit();
+	recovery_pending = false;
+	recheck_due = false;
+	if (made_unknown && my_slot != 0)
+		tell_first_worker();
+	made_unknown = false;
 
 	/* only now are the claims durable: the rows may go out */
 	free_done();
@@ -777,8 +814,8 @@ database_turn_once(int send_limit, int lookup_limit)
 
 /*
  * In a PG_CATCH of the loop's own: log the error, roll back, and carry on
- * in the caller's memory context.  errfinish() reset the interrupt holdoff
- * count, so it is held again until the caller's RESUME_INTERRUPTS().
+ * in the caller's memory context, as PostgresMain recovers from an error:
+ * with interrupts held while the transaction is aborted.
  */
 static void
 recover_from_error(MemoryContext cxt)
@@ -789,21 +826,22 @@ recover_from_error(MemoryContext cxt)
 	FlushErrorState();
 	AbortCurrentTransaction();
 	pgstat_report_activity(STATE_IDLE, NULL);
+	RESUME_INTERRUPTS();
 }
 
 /*
- * A turn of the database that fails (a lock timeout, a conflict with DROP
- * EXTENSION, ...) must not take the requests in flight down with the
- * worker: roll back, keep the outcomes for the next turn, and go on.
- * Interrupts are held so that SIGTERM is handled between turns, where every
- * row can be left truthful.
+ * A turn of the database that fails (a lock timeout, a cancel, a conflict
+ * with DROP EXTENSION, ...) must not take the requests in flight down with
+ * the worker: roll back, keep the outcomes for the next turn, and go on.
+ * Interrupts are not held: lock_timeout and pg_cancel_backend() work through
+ * them.  SIGTERM only sets a flag (see sms_worker_main), so it is acted on
+ * between turns, where every row can be left truthful.
  */
 static void
 database_turn(int send_limit, int lookup_limit)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
-	HOLD_INTERRUPTS();
 	PG_TRY();
 	{
 		database_turn_once(send_limit, lookup_limit);
@@ -814,7 +852,6 @@ database_turn(int send_limit, int lookup_limit)
 		turn_error_backoff_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
 	}
 	PG_END_TRY();
-	RESUME_INTERRUPTS();
 	MemoryContextSwitchTo(cxt);
 }
 
@@ -835,7 +872,6 @@ run_retention(TimestampTz now)
 	next_retention = TimestampTzPlusMilliseconds(now,
 												 Min(RETENTION_INTERVAL_MS,
 													 Max(1000, sms_retention_s * 250L)));
-	HOLD_INTERRUPTS();
 	PG_TRY();
 	{
 		if (sms_outbox_begin())
@@ -849,7 +885,6 @@ run_retention(TimestampTz now)
 		recover_from_error(cxt);
 	}
 	PG_END_TRY();
-	RESUME_INTERRUPTS();
 	MemoryContextSwitchTo(cxt);
 	if (n > 0)
 		next_retention = TimestampTzPlusMilliseconds(now, 10);
@@ -912,10 +947,31 @@ shut_down(WaitEventSet *set)
 		push_done(job);
 	}
 
-	if (extension_present && done.n > 0 && sms_outbox_begin())
+	/*
+	 * The last write-back may wait for a row lock: let lock_timeout end the
+	 * wait.  What it could not write stays 'sending' and is taken back at
+	 * the next start.
+	 */
+	RESUME_INTERRUPTS();
+	if (extension_present && done.n > 0)
 	{
-		write_back_done();
-		sms_outbox_commit();
+		MemoryContext cxt = CurrentMemoryContext;
+
+		PG_TRY();
+		{
+			if (sms_outbox_begin())
+			{
+				write_back_done();
+				sms_outbox_commit();
+				if (made_unknown && my_slot != 0)
+					tell_first_worker();
+			}
+		}
+		PG_CATCH();
+		{
+			recover_from_error(cxt);
+		}
+		PG_END_TRY();
 	}
 	free_done();
 	proc_exit(1);
@@ -929,7 +985,8 @@ sms_worker_main(Datum main_arg)
 	MemoryContext loop_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	/* SIGTERM sets a flag: the loop stops between turns (see shut_down) */
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(sms_database, NULL, 0);
@@ -1000,6 +1057,13 @@ sms_worker_main(Datum main_arg)
 		now = GetCurrentTimestamp();
 		start_ready(now);
 
+		if (my_slot == 0 &&
+			pg_atomic_read_u32(&sms_shared->unknown_rows_added) != 0)
+		{
+			pg_atomic_write_u32(&sms_shared->unknown_rows_added, 0);
+			recheck_due = true;
+		}
+
 		/*
 		 * Take the wake-up flag only when it can be acted on now; else it
 		 * stays set and is seen once the queue has room again.
@@ -1042,8 +1106,10 @@ sms_worker_main(Datum main_arg)
 								PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 
-		if (ProcDiePending)
+		if (ShutdownRequestPending || ProcDiePending)
 			shut_down(set);
+		/* a cancel between turns has no statement to cancel */
+		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 
 		if (ConfigReloadPending)
@@ -1052,6 +1118,9 @@ sms_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			compute_shares();
 			sms_http_configure(my_concurrency);
+			/* a worker left with no share cannot send what it holds */
+			if (my_concurrency == 0)
+				abandon_ready();
 			missing = provider->missing_settings();
 			/* the cause of a pause may have been fixed: try at once */
 			if (paused)
