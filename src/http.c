@@ -351,7 +351,9 @@ sms_http_start(SmsJob *job)
 
 /*
  * Did any of the request leave?  A request curl wanted to resend on a fresh
- * connection had left on the one that died.
+ * connection had left on the one that died.  Before curl was about to send
+ * (the pre-request callback), a reused handle still reports the size of its
+ * previous job's request.
  */
 static void
 note_request_sent(SmsJob *job)
@@ -359,7 +361,8 @@ note_request_sent(SmsJob *job)
 	long		request_size = 0;
 
 	curl_easy_getinfo(job->easy, CURLINFO_REQUEST_SIZE, &request_size);
-	job->request_sent = (request_size > 0) || job->retry_refused;
+	job->request_sent = (job->prereq_calls > 0 && request_size > 0) ||
+		job->retry_refused;
 }
 
 static void
