@@ -31,8 +31,11 @@ PG_FUNCTION_INFO_V1(sms_send);
 PG_FUNCTION_INFO_V1(sms_outbox_validate);
 PG_FUNCTION_INFO_V1(sms_outbox_wake);
 
-/* set in the worker: its own updates must not wake itself */
-bool		sms_in_worker = false;
+/*
+ * Set in a worker to its slot: its own updates must not wake itself, but
+ * rows it hands back to 'pending' (at a pause, say) wake the other workers.
+ */
+int			sms_worker_slot = -1;
 
 /* true while sms_send() inserts: its arguments are already validated */
 static bool in_sms_send = false;
@@ -65,6 +68,8 @@ wake_workers(void)
 		SmsWorkerSlot *slot = &sms_shared->workers[i];
 		Latch	   *latch;
 
+		if (i == sms_worker_slot)
+			continue;
 		if (pg_atomic_exchange_u32(&slot->wakeup_requested, 1) != 0)
 			continue;
 
@@ -100,7 +105,7 @@ sms_xact_callback(XactEvent event, void *arg)
 void
 sms_wake_worker_at_commit(void)
 {
-	if (sms_in_worker || wake_at_commit)
+	if (wake_at_commit || (sms_worker_slot >= 0 && sms_workers == 1))
 		return;
 	if (!xact_callback_registered)
 	{

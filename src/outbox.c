@@ -162,7 +162,7 @@ prepare_plans(Oid extoid)
 									" updated_at = now()"
 									" WHERE state = 'sending'"
 									" AND (claimed_by = $2 OR ($2 = 0 AND"
-									" (claimed_by IS NULL OR claimed_by < 0 OR claimed_by >= $3)))", s),
+									" (claimed_by IS NULL OR claimed_by >= $3)))", s),
 						   3, recover_args);
 
 	/*

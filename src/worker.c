@@ -77,10 +77,8 @@ static TimestampTz done_since = 0;	/* when the oldest in done finished */
 /* jobs whose requests are in flight */
 static int	sends_in_flight = 0;
 static int	lookups_in_flight = 0;
-static int	requests_started = 0;	/* counts every request handed to curl */
 
-/* which worker this is (0 for the first), and its shares of the settings */
-static int	my_slot = 0;
+/* this worker's shares of the settings (sms_worker_slot says which it is) */
 static int	my_concurrency = 1;
 static int	my_rate = 0;		/* 0: no limit */
 
@@ -217,7 +215,7 @@ ms_until(TimestampTz t, TimestampTz now)
 static int
 share_of(int total)
 {
-	return total / sms_workers + (my_slot < total % sms_workers ? 1 : 0);
+	return total / sms_workers + (sms_worker_slot < total % sms_workers ? 1 : 0);
 }
 
 /*
@@ -242,7 +240,7 @@ compute_shares(void)
 static void
 set_condition(const char *condition)
 {
-	if (my_slot == 0)
+	if (sms_worker_slot == 0)
 		sms_set_condition("%s", condition);
 }
 
@@ -252,8 +250,8 @@ worker_shmem_exit(int code, Datum arg)
 	if (sms_shared == NULL)
 		return;
 	SpinLockAcquire(&sms_shared->mutex);
-	sms_shared->workers[my_slot].latch = NULL;
-	sms_shared->workers[my_slot].pid = 0;
+	sms_shared->workers[sms_worker_slot].latch = NULL;
+	sms_shared->workers[sms_worker_slot].pid = 0;
 	SpinLockRelease(&sms_shared->mutex);
 	set_condition("not running");
 }
@@ -261,7 +259,7 @@ worker_shmem_exit(int code, Datum arg)
 static void
 update_condition(void)
 {
-	if (my_slot != 0)
+	if (sms_worker_slot != 0)
 		return;
 	if (!extension_present)
 		sms_set_condition("waiting for CREATE EXTENSION sms in database \"%s\"",
@@ -353,7 +351,6 @@ start_job(SmsJob *job)
 		provider->prepare_lookup(job);
 	sms_http_start(job);
 	MemoryContextSwitchTo(old);
-	requests_started++;
 
 	if (job->kind == JOB_SEND)
 		sends_in_flight++;
@@ -403,14 +400,18 @@ free_slots(void)
 	return Max(my_concurrency - sends_in_flight - lookups_in_flight, 0);
 }
 
-/* Start claimed messages while there are free slots and the rate allows. */
-static void
+/*
+ * Start claimed messages while there are free slots and the rate allows;
+ * returns how many were started.
+ */
+static int
 start_ready(TimestampTz now)
 {
 	int			n;
+	int			started = 0;
 
 	if (ready.n == 0)
-		return;
+		return 0;
 	n = Min(free_slots(), bucket_available(&send_bucket, my_rate, now));
 	/* paused, only the one probing message goes, and alone */
 	if (paused)
@@ -419,7 +420,9 @@ start_ready(TimestampTz now)
 	{
 		start_job(queue_pop(&ready));
 		bucket_spend(&send_bucket, my_rate, 1);
+		started++;
 	}
+	return started;
 }
 
 /* Collect what curl finished and decide each job's outcome. */
@@ -473,12 +476,10 @@ drive_requests(void)
 
 	for (int round = 0; more && round < MAX_SOCKET_ROUNDS; round++)
 	{
-		int			started = requests_started;
-
 		more = sms_http_perform(SOCKETS_PER_ROUND);
 		collect_finished();
-		start_ready(GetCurrentTimestamp());
-		if (requests_started != started)
+		/* requests just started leave on the next round's curl timer */
+		if (start_ready(GetCurrentTimestamp()) > 0)
 			more = true;
 	}
 }
@@ -682,7 +683,7 @@ turn_wanted(TimestampTz now, bool woken, bool *write_back,
 	}
 
 	/* the first worker reconciles */
-	if (my_slot == 0 && sending_allowed() &&
+	if (sms_worker_slot == 0 && sending_allowed() &&
 		lookups_in_flight < MAX_LOOKUPS_IN_FLIGHT)
 	{
 		int			allowed = bucket_available(&lookup_bucket, sms_reconcile_rate, now);
@@ -758,7 +759,7 @@ database_turn_once(int send_limit, int lookup_limit)
 	}
 
 	/* until a turn that took our rows back has committed, take them again */
-	if (recovery_pending && sms_outbox_recover_inflight(my_slot, sms_workers) > 0)
+	if (recovery_pending && sms_outbox_recover_inflight(sms_worker_slot, sms_workers) > 0)
 		made_unknown = true;
 	if (recheck_due)
 		query_due = true;
@@ -769,7 +770,7 @@ database_turn_once(int send_limit, int lookup_limit)
 	{
 		if (paused)
 			probe_at = TimestampTzPlusMilliseconds(now, PAUSE_PROBE_MS);
-		sends = sms_outbox_claim(send_limit, my_slot, &n);
+		sends = sms_outbox_claim(send_limit, sms_worker_slot, &n);
 		more_pending = (n == send_limit);
 		if (!more_pending)
 			query_due = true;
@@ -797,7 +798,7 @@ database_turn_once(int send_limit, int lookup_limit)
 	sms_outbox_commit();
 	recovery_pending = false;
 	recheck_due = false;
-	if (made_unknown && my_slot != 0)
+	if (made_unknown && sms_worker_slot != 0)
 		tell_first_worker();
 	made_unknown = false;
 
@@ -865,7 +866,7 @@ run_retention(TimestampTz now)
 	volatile int n = 0;
 	MemoryContext cxt = CurrentMemoryContext;
 
-	if (my_slot != 0 || sms_retention_s <= 0 || now < next_retention ||
+	if (sms_worker_slot != 0 || sms_retention_s <= 0 || now < next_retention ||
 		!extension_present)
 		return;
 	/* a short retention is kept to within about a quarter of itself */
@@ -963,7 +964,7 @@ shut_down(WaitEventSet *set)
 			{
 				write_back_done();
 				sms_outbox_commit();
-				if (made_unknown && my_slot != 0)
+				if (made_unknown && sms_worker_slot != 0)
 					tell_first_worker();
 			}
 		}
@@ -990,7 +991,7 @@ sms_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(sms_database, NULL, 0);
-	sms_in_worker = true;
+	sms_worker_slot = DatumGetInt32(main_arg);
 
 	/*
 	 * Whatever postgresql.conf or ALTER DATABASE say: the claim must be
@@ -1008,17 +1009,16 @@ sms_worker_main(Datum main_arg)
 	/* the claim's LIMIT decides its plan: let each execution plan for it */
 	SetConfigOption("plan_cache_mode", "auto", PGC_SUSET, PGC_S_OVERRIDE);
 
-	my_slot = DatumGetInt32(main_arg);
 	compute_shares();
 	SpinLockAcquire(&sms_shared->mutex);
-	sms_shared->workers[my_slot].latch = MyLatch;
-	sms_shared->workers[my_slot].pid = MyProcPid;
+	sms_shared->workers[sms_worker_slot].latch = MyLatch;
+	sms_shared->workers[sms_worker_slot].pid = MyProcPid;
 	SpinLockRelease(&sms_shared->mutex);
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
 	set_condition("starting");
 
 	/* anything committed before we registered our latch is claimed below */
-	pg_atomic_write_u32(&sms_shared->workers[my_slot].wakeup_requested, 0);
+	pg_atomic_write_u32(&sms_shared->workers[sms_worker_slot].wakeup_requested, 0);
 
 	sms_http_init(my_concurrency);
 	missing = provider->missing_settings();
@@ -1057,7 +1057,7 @@ sms_worker_main(Datum main_arg)
 		now = GetCurrentTimestamp();
 		start_ready(now);
 
-		if (my_slot == 0 &&
+		if (sms_worker_slot == 0 &&
 			pg_atomic_read_u32(&sms_shared->unknown_rows_added) != 0)
 		{
 			pg_atomic_write_u32(&sms_shared->unknown_rows_added, 0);
@@ -1069,7 +1069,7 @@ sms_worker_main(Datum main_arg)
 		 * stays set and is seen once the queue has room again.
 		 */
 		if (!extension_present || (sending_allowed() && ready.n < my_concurrency))
-			woken = pg_atomic_exchange_u32(&sms_shared->workers[my_slot].wakeup_requested, 0) != 0;
+			woken = pg_atomic_exchange_u32(&sms_shared->workers[sms_worker_slot].wakeup_requested, 0) != 0;
 
 		if (turn_wanted(now, woken, &write_back, &send_limit, &lookup_limit, &wake_at))
 		{

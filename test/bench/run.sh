@@ -65,16 +65,30 @@ reset_outbox()
 	sql "VACUUM ANALYZE sms_outbox"
 }
 
+# CPU time (user + system, in clock ticks) of all sms workers so far
+workers_cpu()
+{
+	local pid total=0
+	for pid in $(sql "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sms worker'"); do
+		total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+	done
+	echo "$total"
+}
+
 drain_runs()
 {
-	local n=$1 label=$2 i secs rates=""
+	local n=$1 label=$2 i secs rates="" cpu="" c0 c1
 	for i in $(seq 1 "$RUNS"); do
 		reset_outbox
+		c0=$(workers_cpu)
 		secs=$("$bench/benchclient" drain "$conninfo" "$n" "$label-$i")
+		c1=$(workers_cpu)
 		rates="$rates $(awk -v n="$n" -v s="$secs" 'BEGIN {printf "%.0f", n / s}')"
+		cpu="$cpu $(awk -v n="$n" -v c=$((c1 - c0)) -v t="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", c / t * 1e6 / n}')"
 	done
 	drain_rate=$(printf '%s\n' $rates | median)
 	say "  runs (msg/s):$rates   median: $drain_rate msg/s"
+	say "  the workers' CPU per message (us, user + system):$cpu"
 }
 
 wrk_ceiling()
@@ -225,9 +239,22 @@ for i in $(seq 1 "$RUNS"); do
 	fi
 done
 ms=$(printf '%s\n' $send_tps | median); mi=$(printf '%s\n' $insert_tps | median)
+# the CPU of one call, without a commit each: 100,000 in one transaction
+sql "TRUNCATE sms_outbox, plain_outbox"
+per_call()
+{
+	local t0 t1
+	t0=$(date +%s%N)
+	sql "$1" >/dev/null
+	t1=$(date +%s%N)
+	awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", (b - a) / 1e3 / 100000}'
+}
+send_us=$(per_call "SELECT count(sms_send('+15558675310', '+15017122661', 'Your code is 4821')) FROM generate_series(1, 100000)")
+insert_us=$(per_call "DO \$\$ BEGIN FOR i IN 1..100000 LOOP INSERT INTO plain_outbox (to_number, from_number, body) VALUES ('+15558675310', '+15017122661', 'Your code is 4821'); END LOOP; END \$\$")
 say "  plain INSERT tps:$insert_tps   median $mi"
 say "  sms_send()   tps:$send_tps   median $ms"
 say "  sms_send/INSERT: $(awk -v a="$ms" -v b="$mi" 'BEGIN {printf "%.2f", a / b}')   target: >= 0.90"
+say "  one call, 100,000 in one transaction: sms_send() $send_us us, a single-row INSERT from PL/pgSQL $insert_us us"
 sql "TRUNCATE sms_outbox"
 sql "ALTER SYSTEM RESET sms.account_sid"
 sql "SELECT pg_reload_conf()" >/dev/null

@@ -9,6 +9,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time);
 use SmsTest;
 
 my $emu = start_emulator(args => [ '--delay-ms', '20' ]);
@@ -89,9 +90,13 @@ $emu->reset;
 $node->append_conf('postgresql.conf', "sms.auth_token = 'wrong-token'\n");
 $node->reload;
 sleep 1;
+my $queued_at = time();
 queue_messages($node, 'p', 40);
 wait_for_rows($node, q{SELECT worker FROM sms_stats},
 	'paused: authentication failed (20003)', 'wrong token: paused');
+# if the second worker claimed them all, it hands them back at its pause,
+# and that must wake the first at once (not at its idle check a minute on)
+cmp_ok(time() - $queued_at, '<', 15, 'wrong token: the first worker paused too, promptly');
 sleep 1;
 is($node->safe_psql('postgres', q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'p %' AND state = 'pending'}),
 	40, 'wrong token: all 40 wait, none failed');
@@ -144,14 +149,24 @@ for my $try (1 .. 10)
 	}
 }
 ok($second_claimed, 'the second worker left a row unknown, and the first reconciled it');
+note(sprintf('the row the second worker left unknown settled %.2f s after it was queued', $settled_in))
+  if $second_claimed;
+
+# Set sms.rate_limit, queue $n messages and wait until all are sent.
+sub send_at_rate
+{
+	my ($rate, $prefix, $n) = @_;
+	$emu->reset;
+	$node->append_conf('postgresql.conf', "sms.rate_limit = $rate\n");
+	$node->reload;
+	queue_messages($node, $prefix, $n);
+	wait_for_rows($node,
+		qq{SELECT count(*) FROM sms_outbox WHERE body LIKE '$prefix %' AND state = 'sent'},
+		$n, "rate $rate/s over two workers: all $n sent");
+}
 
 # --- the rate limit is shared: 10/s over two workers is 5/s each
-$emu->reset;
-$node->append_conf('postgresql.conf', "sms.rate_limit = 10\n");
-$node->reload;
-queue_messages($node, 'r', 20);
-wait_for_rows($node, q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'r %' AND state = 'sent'},
-	20, 'rate limited: all 20 sent');
+send_at_rate(10, 'r', 20);
 my @t = sort { $a <=> $b } map { $_->{t_us} } grep { $_->{method} eq 'POST' } @{ $emu->requests };
 my $span = ($t[-1] - $t[0]) / 1e6;
 # each worker's bucket starts with one token: 5/s each makes about 1.8 s,
@@ -159,12 +174,7 @@ my $span = ($t[-1] - $t[0]) / 1e6;
 cmp_ok($span, '>=', 1.4, sprintf('20 messages at 10/s over two workers took %.2f s', $span));
 
 # --- a rate of 1/s cannot be shared: the second worker claims nothing
-$emu->reset;
-$node->append_conf('postgresql.conf', "sms.rate_limit = 1\n");
-$node->reload;
-queue_messages($node, 'one', 3);
-wait_for_rows($node, q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'one %' AND state = 'sent'},
-	3, 'rate 1/s over two workers: all 3 sent');
+send_at_rate(1, 'one', 3);
 is($node->safe_psql('postgres',
 	q{SELECT string_agg(DISTINCT claimed_by::text, ',') FROM sms_outbox WHERE body LIKE 'one %'}),
 	'0', 'rate 1/s over two workers: the first worker sent them all');
