@@ -20,6 +20,7 @@
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -418,34 +419,16 @@ twilio_finish_send(SmsJob *job)
 		job->outcome = OUTCOME_UNKNOWN; /* 5xx, or nonsense: it may exist */
 }
 
+/* 1 to 12 for "Jan" to "Dec" (PostgreSQL's own table of names); 0 if none */
 static int
 month_number(const char *mon)
 {
-	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May",
-	"Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 	int			i;
 
-	for (i = 0; i < 12; i++)
+	for (i = 0; i < MONTHS_PER_YEAR; i++)
 		if (strncmp(mon, months[i], 3) == 0)
 			return i + 1;
 	return 0;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64
-days_from_civil(int y, int m, int d)
-{
-	int64		era;
-	int			yoe,
-				doy,
-				doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = (int) (y - era * 400);
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
 }
 
 /* Twilio's RFC 2822 dates: "Thu, 26 Nov 2026 22:20:53 +0000"; 0 if not one. */
@@ -477,7 +460,8 @@ parse_rfc2822(const char *s)
 		if (zone[0] == '-')
 			off = -off;
 	}
-	secs = days_from_civil(year, mon, day) * 86400 + hh * 3600 + mm * 60 + ss - off;
+	secs = (int64) (date2j(year, mon, day) - UNIX_EPOCH_JDATE) * SECS_PER_DAY +
+		hh * 3600 + mm * 60 + ss - off;
 	return time_t_to_timestamptz((pg_time_t) secs);
 }
 
