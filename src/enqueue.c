@@ -31,10 +31,7 @@ PG_FUNCTION_INFO_V1(sms_send);
 PG_FUNCTION_INFO_V1(sms_outbox_validate);
 PG_FUNCTION_INFO_V1(sms_outbox_wake);
 
-/*
- * Set in a worker to its slot: its own updates must not wake itself, but
- * rows it hands back to 'pending' (at a pause, say) wake the other workers.
- */
+/* set in a worker to its slot (0 for the first): its updates wake nobody */
 int			sms_worker_slot = -1;
 
 /* true while sms_send() inserts: its arguments are already validated */
@@ -55,10 +52,11 @@ static SPIPlanPtr lookup_key_plan = NULL;
 /*
  * Set each worker's latch, unless a wake-up is already on its way to it: the
  * flag coalesces the wake-ups of many committing backends into one, and the
- * worker clears it just before it claims.
+ * worker clears it just before it claims.  Called in a worker, it wakes the
+ * others.
  */
-static void
-wake_workers(void)
+void
+sms_wake_workers(void)
 {
 	if (sms_shared == NULL)
 		return;
@@ -89,7 +87,7 @@ sms_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 			if (wake_at_commit)
-				wake_workers();
+				sms_wake_workers();
 			wake_at_commit = false;
 			break;
 		case XACT_EVENT_ABORT:
@@ -105,7 +103,7 @@ sms_xact_callback(XactEvent event, void *arg)
 void
 sms_wake_worker_at_commit(void)
 {
-	if (wake_at_commit || (sms_worker_slot >= 0 && sms_workers == 1))
+	if (sms_worker_slot >= 0 || wake_at_commit)
 		return;
 	if (!xact_callback_registered)
 	{

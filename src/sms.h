@@ -72,6 +72,7 @@ extern void sms_set_condition(const char *fmt,...) pg_attribute_printf(1, 2);
 
 /* enqueue.c */
 extern int	sms_worker_slot;
+extern void sms_wake_workers(void);
 extern void sms_wake_worker_at_commit(void);
 
 /* validate.c */

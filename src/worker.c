@@ -86,6 +86,7 @@ static int	my_rate = 0;		/* 0: no limit */
 static bool extension_present = false;
 static bool recovery_pending = false;	/* our rows left 'sending' to take back */
 static bool made_unknown = false;	/* this turn leaves rows 'unknown' */
+static bool handed_back = false;	/* ... or hands claimed rows back */
 static bool recheck_due = false;	/* another worker did: look again */
 static bool more_pending = true;	/* the last claim got all it asked for */
 static TimestampTz pending_due = 0; /* earliest known due time, 0 if none */
@@ -529,6 +530,7 @@ plan_write_back(SmsJob *job, SmsWriteBack *wb)
 			wb->new_state = "pending";
 			wb->new_attempts = job->attempts - 1;
 			wb->next_attempt_at = now;
+			handed_back = true;
 			break;
 		case OUTCOME_RESEND:
 			if (exhausted)
@@ -801,6 +803,10 @@ database_turn_once(int send_limit, int lookup_limit)
 	if (made_unknown && sms_worker_slot != 0)
 		tell_first_worker();
 	made_unknown = false;
+	/* rows we could not send (paused, say) are for the other workers now */
+	if (handed_back)
+		sms_wake_workers();
+	handed_back = false;
 
 	/* only now are the claims durable: the rows may go out */
 	free_done();
@@ -966,6 +972,8 @@ shut_down(WaitEventSet *set)
 				sms_outbox_commit();
 				if (made_unknown && sms_worker_slot != 0)
 					tell_first_worker();
+				if (handed_back)
+					sms_wake_workers();
 			}
 		}
 		PG_CATCH();
