@@ -7,6 +7,7 @@ MODULE_big = sms
 OBJS = \
 	src/sms.o \
 	src/enqueue.o \
+	src/insert.o \
 	src/validate.o \
 	src/encoding.o \
 	src/job.o \
@@ -25,7 +26,7 @@ PGFILEDESC = "sms - send SMS from SQL"
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter
 SHLIB_LINK = -lcurl
 
-REGRESS = install validate encoding outbox privileges
+REGRESS = install validate encoding outbox privileges insert
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf
 
 PG_CONFIG ?= $(shell command -v /usr/lib/postgresql/15/bin/pg_config || command -v pg_config)

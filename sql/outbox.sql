@@ -50,6 +50,10 @@ SELECT body, priority FROM sms_outbox WHERE state = 'pending'
 EXPLAIN (COSTS OFF)
 SELECT id FROM sms_outbox WHERE state = 'pending' AND next_attempt_at <= now()
  ORDER BY priority DESC, next_attempt_at, id LIMIT 10;
+-- the same index serves the lookups of rows whose outcome is unknown
+EXPLAIN (COSTS OFF)
+SELECT id FROM sms_outbox WHERE state = 'unknown' AND next_attempt_at <= now()
+ ORDER BY priority DESC, next_attempt_at, id LIMIT 10;
 
 -- sms_stats: one row, counts per state
 SELECT pending, sending, unknown, sent, failed, canceled,

@@ -12,6 +12,7 @@
  *-------------------------------------------------------------------------
  */
 #include "sms.h"
+#include "insert.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -21,6 +22,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -168,8 +170,9 @@ static void
 prepare_plans(void)
 {
 	char	   *table;
+	StringInfoData insert;
 	char	   *sql;
-	Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID,
+	Oid			argtypes[SMS_SEND_NCOLUMNS] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID,
 		TIMESTAMPTZOID, INT4OID, TEXTOID, NAMEOID, TIMESTAMPTZOID};
 
 	if (insert_plan != NULL)
@@ -177,22 +180,26 @@ prepare_plans(void)
 
 	table = quote_qualified_identifier(get_namespace_name(outbox_nspid), "sms_outbox");
 
-#define INSERT_SQL \
-	"INSERT INTO %s (to_number, from_number, body, media_urls, send_at, " \
-	"priority, idempotency_key, created_by, next_attempt_at) " \
-	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+	initStringInfo(&insert);
+	appendStringInfo(&insert, "INSERT INTO %s (", table);
+	for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
+		appendStringInfo(&insert, "%s%s", i > 0 ? ", " : "", sms_send_columns[i]);
+	appendStringInfoString(&insert, ") VALUES (");
+	for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
+		appendStringInfo(&insert, "%s$%d", i > 0 ? ", " : "", i + 1);
+	appendStringInfoChar(&insert, ')');
 
-	sql = psprintf(INSERT_SQL " RETURNING id", table);
-	insert_plan = SPI_prepare(sql, 9, argtypes);
+	sql = psprintf("%s RETURNING id", insert.data);
+	insert_plan = SPI_prepare(sql, SMS_SEND_NCOLUMNS, argtypes);
 	if (insert_plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(insert_plan);
 
 	/* ON CONFLICT costs a speculative insertion: only when a key is given */
-	sql = psprintf(INSERT_SQL " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL"
+	sql = psprintf("%s ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL"
 				   " DO NOTHING RETURNING id",
-				   table);
-	insert_keyed_plan = SPI_prepare(sql, 9, argtypes);
+				   insert.data);
+	insert_keyed_plan = SPI_prepare(sql, SMS_SEND_NCOLUMNS, argtypes);
 	if (insert_keyed_plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(insert_keyed_plan);
@@ -217,14 +224,59 @@ first_id(void)
 }
 
 /*
+ * The planned INSERT: for a message with an idempotency key (ON CONFLICT
+ * needs a speculative insertion), or where sms_insert_message() declines.
+ * Returns false if nothing was queued and, with a key, no message with it
+ * was found: a BEFORE trigger skipped the row, or the earlier message with
+ * the key was deleted between the two statements.
+ */
+static bool
+insert_planned(Datum *values, const bool *isnull, const char *key, int64 *id)
+{
+	char		nulls[SMS_SEND_NCOLUMNS];
+	int			key_column = 6;
+
+	for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
+		nulls[i] = isnull[i] ? 'n' : ' ';
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/*
+	 * Prepared under the pinned search_path, the saved plans match it on
+	 * every later call and are never replanned for a caller's path.
+	 */
+	prepare_plans();
+	if (SPI_execute_plan(key == NULL ? insert_plan : insert_keyed_plan,
+						 values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not insert into sms_outbox");
+	*id = first_id();
+	if (*id < 0 && key != NULL)
+	{
+		/* the key was used before: return that message */
+		if (SPI_execute_plan(lookup_key_plan, values + key_column,
+							 nulls + key_column, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not look up idempotency_key");
+		*id = first_id();
+	}
+
+	SPI_finish();
+
+	return *id >= 0;
+}
+
+/*
  * sms_send(to_number, from_number, body, media_urls, send_at, priority,
  *			idempotency_key) returns bigint
+ *
+ * Returns the new message's id, that of the earlier message with the same
+ * idempotency_key, or null if nothing was queued (see insert_planned).
  */
 Datum
 sms_send(PG_FUNCTION_ARGS)
 {
-	Datum		values[9];
-	char		nulls[9];
+	Datum		values[SMS_SEND_NCOLUMNS];
+	bool		isnull[SMS_SEND_NCOLUMNS];
 	char	   *to = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *from = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	text	   *body = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
@@ -234,8 +286,8 @@ sms_send(PG_FUNCTION_ARGS)
 	Oid			save_userid;
 	int			save_sec_context;
 	OverrideSearchPath pinned_path;
+	bool		inserted = false;
 	int64		id = -1;
-	int			i;
 
 	sms_validate_to(to);
 	sms_validate_from(from);
@@ -249,23 +301,23 @@ sms_send(PG_FUNCTION_ARGS)
 				 errhint("Pass 0 for normal priority; higher values are sent first.")));
 	sms_validate_idempotency_key(key);
 
-	for (i = 0; i < 7; i++)
+	/* the arguments, in sms_send_columns' order ... */
+	for (int i = 0; i < 7; i++)
 	{
 		values[i] = PG_GETARG_DATUM(i);
-		nulls[i] = PG_ARGISNULL(i) ? 'n' : ' ';
+		isnull[i] = PG_ARGISNULL(i);
 	}
 
+	/* ... then created_by and next_attempt_at */
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	values[7] = DirectFunctionCall1(namein,
 									CStringGetDatum(GetUserNameFromId(save_userid, false)));
-	nulls[7] = ' ';
+	isnull[7] = false;
 	/* the row is due at send_at, or now: one index column orders the claim */
 	values[8] = TimestampTzGetDatum(PG_ARGISNULL(4) ? now :
 									Max(now, PG_GETARG_TIMESTAMPTZ(4)));
-	nulls[8] = ' ';
+	isnull[8] = false;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	find_outbox();
 
 	/*
@@ -285,31 +337,10 @@ sms_send(PG_FUNCTION_ARGS)
 	PushOverrideSearchPath(&pinned_path);
 	PG_TRY();
 	{
-		/*
-		 * Prepared under the pinned search_path, the saved plans match it on
-		 * every later call and are never replanned for a caller's path.
-		 */
-		prepare_plans();
 		in_sms_send = true;
-		if (key == NULL)
-		{
-			if (SPI_execute_plan(insert_plan, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
-				elog(ERROR, "could not insert into sms_outbox");
-			id = first_id();
-		}
-		else
-		{
-			if (SPI_execute_plan(insert_keyed_plan, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
-				elog(ERROR, "could not insert into sms_outbox");
-			id = first_id();
-			if (id < 0)
-			{
-				/* the key was used before: return that message */
-				if (SPI_execute_plan(lookup_key_plan, values + 6, nulls + 6, false, 1) != SPI_OK_SELECT)
-					elog(ERROR, "could not look up idempotency_key");
-				id = first_id();
-			}
-		}
+		if (key != NULL ||
+			!sms_insert_message(outbox_relid, values, isnull, &inserted, &id))
+			inserted = insert_planned(values, isnull, key, &id);
 	}
 	PG_FINALLY();
 	{
@@ -319,14 +350,8 @@ sms_send(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	SPI_finish();
-
-	if (id < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("message with idempotency_key \"%s\" was deleted while it was being looked up", key),
-				 errhint("Call sms_send() again.")));
-
+	if (!inserted)
+		PG_RETURN_NULL();
 	PG_RETURN_INT64(id);
 }
 

@@ -104,13 +104,14 @@ prepare_plans(Oid extoid)
 	/*
 	 * Rows whose outcome is unknown are leased for a while (next_attempt_at
 	 * moves ahead), so a lookup in flight is not started twice; their state
-	 * and attempts stay as they are.
+	 * and attempts stay as they are.  The most urgent are looked up first,
+	 * in the claim index's order.
 	 */
 	claim_unknown_plan = prepare(psprintf(
 										  "WITH c AS ("
 										  " SELECT id FROM %s.sms_outbox"
 										  " WHERE state = 'unknown' AND next_attempt_at <= now()"
-										  " ORDER BY next_attempt_at, id"
+										  " ORDER BY priority DESC, next_attempt_at, id"
 										  " LIMIT $1 FOR UPDATE SKIP LOCKED)"
 										  " UPDATE %s.sms_outbox o"
 										  " SET next_attempt_at = now() + make_interval(secs => $2 / 1000.0)"
@@ -169,7 +170,8 @@ prepare_plans(Oid extoid)
 	 * The earliest due time of a pending or unknown row.  The claim index is
 	 * ordered by priority first, so min() over it would read every pending
 	 * row; instead skip from one priority to the next, taking the earliest
-	 * row of each (a loose index scan), and there are few priorities.
+	 * row of each (a loose index scan), and there are few priorities.  The
+	 * unknown rows are few: min() reads them all.
 	 */
 	next_due_plan = prepare(psprintf(
 									 "WITH RECURSIVE p AS ("

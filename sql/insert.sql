@@ -1,0 +1,132 @@
+--
+-- sms_send() inserts its row as an INSERT statement would: what users add
+-- to the outbox (triggers, columns with defaults, generated columns,
+-- constraints, domains, row-level security) applies to it, and a change to
+-- any of them applies at the next call.  (The worker of this instance has
+-- no account configured, so it leaves the rows alone.)
+--
+TRUNCATE sms_outbox;
+CREATE TABLE public.audit (seq serial, what text, n bigint);
+
+-- Triggers run as the outbox's owner with search_path pinned to
+-- pg_catalog: they name what they use with its schema.
+CREATE FUNCTION public.outbox_before() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.body = 'skip me' THEN
+		RETURN NULL;
+	END IF;
+	NEW.priority := NEW.priority + 100;
+	RETURN NEW;
+END $$;
+CREATE FUNCTION public.outbox_after_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.audit (what, n) VALUES ('after row, priority ' || NEW.priority, NEW.id);
+	RETURN NULL;
+END $$;
+CREATE FUNCTION public.outbox_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.audit (what) VALUES (lower(TG_WHEN) || ' statement');
+	RETURN NULL;
+END $$;
+CREATE TRIGGER a_before BEFORE INSERT ON sms_outbox
+	FOR EACH ROW EXECUTE FUNCTION public.outbox_before();
+CREATE TRIGGER a_after_row AFTER INSERT ON sms_outbox
+	FOR EACH ROW EXECUTE FUNCTION public.outbox_after_row();
+CREATE TRIGGER a_before_statement BEFORE INSERT ON sms_outbox
+	FOR EACH STATEMENT EXECUTE FUNCTION public.outbox_statement();
+CREATE TRIGGER a_after_statement AFTER INSERT ON sms_outbox
+	FOR EACH STATEMENT EXECUTE FUNCTION public.outbox_statement();
+
+-- a BEFORE trigger changes the row; the AFTER trigger sees the id returned
+SELECT sms_send('+15558675310', '+15017122661', 'hello') AS id \gset
+SELECT id = :id AS same_id, body, priority, state FROM sms_outbox;
+SELECT what, n = :id AS id_seen FROM public.audit ORDER BY seq;
+-- a BEFORE trigger that skips the row: nothing queued, and null comes back
+TRUNCATE public.audit;
+SELECT sms_send('+15558675310', '+15017122661', 'skip me') IS NULL AS skipped;
+SELECT count(*) FROM sms_outbox WHERE body = 'skip me';
+SELECT what FROM public.audit ORDER BY seq;
+-- the same with an idempotency key (a planned INSERT ... ON CONFLICT)
+SELECT sms_send('+15558675310', '+15017122661', 'keyed', idempotency_key => 'k-1') AS keyed \gset
+SELECT id = :keyed AS same_id, priority FROM sms_outbox WHERE body = 'keyed';
+SELECT sms_send('+15558675310', '+15017122661', 'skip me', idempotency_key => 'k-2') IS NULL AS skipped;
+DROP TRIGGER a_before ON sms_outbox;
+DROP TRIGGER a_after_row ON sms_outbox;
+DROP TRIGGER a_before_statement ON sms_outbox;
+DROP TRIGGER a_after_statement ON sms_outbox;
+
+-- columns the application adds: a default, and one from a function
+CREATE FUNCTION public.tenant_default() RETURNS text LANGUAGE sql AS $$ SELECT 'acme' $$;
+ALTER TABLE sms_outbox
+	ADD COLUMN tenant text DEFAULT public.tenant_default(),
+	ADD COLUMN region text DEFAULT 'eu',
+	ADD COLUMN body_length int GENERATED ALWAYS AS (length(body)) STORED;
+TRUNCATE sms_outbox;
+SELECT sms_send('+15558675310', '+15017122661', 'one') > 0 AS queued;
+-- changed defaults, and a function replaced, apply at the next call
+ALTER TABLE sms_outbox ALTER COLUMN region SET DEFAULT 'us';
+SELECT sms_send('+15558675310', '+15017122661', 'two') > 0 AS queued;
+CREATE OR REPLACE FUNCTION public.tenant_default() RETURNS text LANGUAGE sql AS $$ SELECT 'globex' $$;
+SELECT sms_send('+15558675310', '+15017122661', 'three') > 0 AS queued;
+SELECT body, tenant, region, body_length FROM sms_outbox ORDER BY id;
+ALTER TABLE sms_outbox DROP COLUMN tenant, DROP COLUMN region, DROP COLUMN body_length;
+DROP FUNCTION public.tenant_default();
+-- and a dropped column is gone from the next row
+SELECT sms_send('+15558675310', '+15017122661', 'four') > 0 AS queued;
+SELECT body, priority, state FROM sms_outbox WHERE body = 'four';
+
+-- constraints: CHECK, NOT NULL, and a domain's constraints on a null
+-- (terse: the failing row's details hold times)
+\set VERBOSITY terse
+TRUNCATE sms_outbox;
+ALTER TABLE sms_outbox ADD CONSTRAINT short_body CHECK (length(body) < 10);
+SELECT sms_send('+15558675310', '+15017122661', 'a body of more than ten');
+ALTER TABLE sms_outbox DROP CONSTRAINT short_body;
+ALTER TABLE sms_outbox ADD COLUMN must_have text NOT NULL DEFAULT 'x';
+ALTER TABLE sms_outbox ALTER COLUMN must_have DROP DEFAULT;
+SELECT sms_send('+15558675310', '+15017122661', 'no value');
+ALTER TABLE sms_outbox DROP COLUMN must_have;
+CREATE DOMAIN public.not_null_text AS text NOT NULL;
+ALTER TABLE sms_outbox ADD COLUMN ref public.not_null_text;
+SELECT sms_send('+15558675310', '+15017122661', 'no ref');
+ALTER TABLE sms_outbox DROP COLUMN ref;
+DROP DOMAIN public.not_null_text;
+\set VERBOSITY default
+
+-- a statement trigger with a transition table sees the row
+CREATE FUNCTION public.outbox_new_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.audit (what, n) SELECT 'new rows', count(*) FROM new_rows;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER a_new_rows AFTER INSERT ON sms_outbox
+	REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION public.outbox_new_rows();
+TRUNCATE public.audit;
+SELECT sms_send('+15558675310', '+15017122661', 'in a transition table') > 0 AS queued;
+SELECT what, n FROM public.audit ORDER BY seq;
+DROP TRIGGER a_new_rows ON sms_outbox;
+
+-- row-level security on the outbox: its owner still inserts
+ALTER TABLE sms_outbox ENABLE ROW LEVEL SECURITY;
+SELECT sms_send('+15558675310', '+15017122661', 'under rls') > 0 AS queued;
+ALTER TABLE sms_outbox DISABLE ROW LEVEL SECURITY;
+
+-- a read-only transaction queues nothing
+BEGIN READ ONLY;
+SELECT sms_send('+15558675310', '+15017122661', 'read only');
+ROLLBACK;
+
+-- the ids returned are the rows' ids, in order
+TRUNCATE sms_outbox;
+CREATE TEMP TABLE returned AS
+	SELECT sms_send('+15558675310', '+15017122661', 'n' || i) AS id
+	  FROM generate_series(1, 5) i;
+SELECT array_agg(r.id ORDER BY r.id) = array_agg(o.id ORDER BY o.id) AS ids_match,
+	   count(*)
+  FROM returned r FULL JOIN sms_outbox o ON o.id = r.id;
+
+TRUNCATE sms_outbox;
+DROP FUNCTION public.outbox_before(), public.outbox_after_row(),
+	public.outbox_statement(), public.outbox_new_rows();
+DROP TABLE public.audit;
