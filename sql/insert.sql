@@ -117,6 +117,84 @@ BEGIN READ ONLY;
 SELECT sms_send('+15558675310', '+15017122661', 'read only');
 ROLLBACK;
 
+-- an ON INSERT rule on the outbox applies (a planned INSERT runs it)
+CREATE RULE also_audit AS ON INSERT TO sms_outbox
+	DO ALSO INSERT INTO public.audit (what) VALUES ('rule: ' || NEW.body);
+TRUNCATE public.audit;
+SELECT sms_send('+15558675310', '+15017122661', 'ruled') > 0 AS queued;
+SELECT what FROM public.audit;
+DROP RULE also_audit ON sms_outbox;
+
+-- a column whose type was changed gets the coercions and checks of an INSERT
+ALTER TABLE sms_outbox ALTER COLUMN priority TYPE smallint;
+\set VERBOSITY terse
+SELECT sms_send('+15558675310', '+15017122661', 'too urgent', priority => 40000);
+\set VERBOSITY default
+SELECT sms_send('+15558675310', '+15017122661', 'urgent', priority => 300) > 0 AS queued;
+ALTER TABLE sms_outbox ALTER COLUMN priority TYPE int;
+SELECT body, priority FROM sms_outbox WHERE body LIKE '%urgent';
+
+-- a default that fails fails the call, every time (not a crash the second)
+\set VERBOSITY terse
+ALTER TABLE sms_outbox ADD COLUMN broken int;
+ALTER TABLE sms_outbox ALTER COLUMN broken SET DEFAULT 1 / 0;
+SELECT sms_send('+15558675310', '+15017122661', 'broken');
+SELECT sms_send('+15558675310', '+15017122661', 'broken');
+ALTER TABLE sms_outbox DROP COLUMN broken;
+\set VERBOSITY default
+
+-- constraints and generated columns may use tableoid
+ALTER TABLE sms_outbox ADD CONSTRAINT in_outbox CHECK (tableoid = 'sms_outbox'::regclass);
+SELECT sms_send('+15558675310', '+15017122661', 'tableoid') > 0 AS queued;
+ALTER TABLE sms_outbox DROP CONSTRAINT in_outbox;
+
+-- sms_send() inserts as whoever owns the outbox now, and that role's own
+-- INSERT privilege is checked, as for any INSERT
+CREATE ROLE sms_outbox_owner;
+ALTER TABLE sms_outbox OWNER TO sms_outbox_owner;
+SELECT sms_send('+15558675310', '+15017122661', 'new owner') > 0 AS queued;
+REVOKE INSERT ON sms_outbox FROM sms_outbox_owner;
+SELECT sms_send('+15558675310', '+15017122661', 'no privilege');
+ALTER TABLE sms_outbox OWNER TO CURRENT_USER;
+GRANT INSERT ON sms_outbox TO CURRENT_USER;
+DROP ROLE sms_outbox_owner;
+
+-- Defaults are evaluated after the BEFORE STATEMENT triggers, as a plan's
+-- are; a trigger's own sms_send() (here after a change of a function, which
+-- makes the inner call rebuild what the outer one is using) leaves the outer
+-- row whole, created_by included.
+CREATE ROLE sms_insert_app;
+GRANT EXECUTE ON FUNCTION sms_send(text, text, text, text[], timestamptz, int, text) TO sms_insert_app;
+GRANT SELECT ON sms_outbox TO sms_insert_app;
+ALTER TABLE sms_outbox ADD COLUMN tenant text DEFAULT current_setting('app.tenant', true),
+	ADD COLUMN label text DEFAULT 'constant label';
+CREATE FUNCTION public.outbox_nested() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pg_catalog.set_config('app.tenant', 'set by the trigger', true);
+	IF pg_catalog.current_setting('app.nest', true) = 'yes' THEN
+		PERFORM pg_catalog.set_config('app.nest', 'no', true);
+		CREATE OR REPLACE FUNCTION public.outbox_changed() RETURNS int LANGUAGE sql AS 'SELECT 2';
+		PERFORM public.sms_send('+15558675310', '+15017122661', 'inner');
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE FUNCTION public.outbox_changed() RETURNS int LANGUAGE sql AS 'SELECT 1';
+CREATE TRIGGER a_nested BEFORE INSERT ON sms_outbox
+	FOR EACH STATEMENT EXECUTE FUNCTION public.outbox_nested();
+TRUNCATE sms_outbox;
+BEGIN;
+SET LOCAL app.nest = 'yes';
+SET LOCAL ROLE sms_insert_app;
+SELECT sms_send('+15558675310', '+15017122661', 'outer') > 0 AS queued;
+COMMIT;
+SELECT body, tenant, label, created_by FROM sms_outbox ORDER BY id;
+DROP TRIGGER a_nested ON sms_outbox;
+ALTER TABLE sms_outbox DROP COLUMN tenant, DROP COLUMN label;
+DROP FUNCTION public.outbox_nested(), public.outbox_changed();
+REVOKE ALL ON sms_outbox FROM sms_insert_app;
+REVOKE ALL ON FUNCTION sms_send(text, text, text, text[], timestamptz, int, text) FROM sms_insert_app;
+DROP ROLE sms_insert_app;
+
 -- the ids returned are the rows' ids, in order
 TRUNCATE sms_outbox;
 CREATE TEMP TABLE returned AS

@@ -36,8 +36,12 @@ PG_FUNCTION_INFO_V1(sms_outbox_wake);
 /* set in a worker to its slot (0 for the first): its updates wake nobody */
 int			sms_worker_slot = -1;
 
-/* true while sms_send() inserts: its arguments are already validated */
-static bool in_sms_send = false;
+/*
+ * Set by sms_send() just before its row meets the outbox's BEFORE ROW
+ * triggers, cleared by sms_outbox_validate when it sees the row: the row's
+ * values are already validated and set.
+ */
+bool		sms_send_row_next = false;
 
 /* wake the workers when the current transaction commits */
 static bool wake_at_commit = false;
@@ -128,12 +132,19 @@ find_outbox(void)
 
 	/*
 	 * Looking the extension up by name scans pg_extension; while the
-	 * outbox we found last time still exists (a syscache probe), so does
-	 * its extension.
+	 * outbox we found last time still exists (a syscache probe, which also
+	 * gives its owner as of now), so does its extension.
 	 */
-	if (OidIsValid(outbox_relid) &&
-		SearchSysCacheExists1(RELOID, ObjectIdGetDatum(outbox_relid)))
-		return;
+	if (OidIsValid(outbox_relid))
+	{
+		tup = SearchSysCache1(RELOID, ObjectIdGetDatum(outbox_relid));
+		if (HeapTupleIsValid(tup))
+		{
+			outbox_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+			ReleaseSysCache(tup);
+			return;
+		}
+	}
 
 	extoid = get_extension_oid("sms", false);
 
@@ -172,8 +183,7 @@ prepare_plans(void)
 	char	   *table;
 	StringInfoData insert;
 	char	   *sql;
-	Oid			argtypes[SMS_SEND_NCOLUMNS] = {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID,
-		TIMESTAMPTZOID, INT4OID, TEXTOID, NAMEOID, TIMESTAMPTZOID};
+	Oid		   *argtypes = unconstify(Oid *, &sms_send_column_types[0]);
 
 	if (insert_plan != NULL)
 		return;
@@ -286,6 +296,7 @@ sms_send(PG_FUNCTION_ARGS)
 	Oid			save_userid;
 	int			save_sec_context;
 	OverrideSearchPath pinned_path;
+	bool		save_row_next = sms_send_row_next;
 	bool		inserted = false;
 	int64		id = -1;
 
@@ -337,14 +348,18 @@ sms_send(PG_FUNCTION_ARGS)
 	PushOverrideSearchPath(&pinned_path);
 	PG_TRY();
 	{
-		in_sms_send = true;
 		if (key != NULL ||
 			!sms_insert_message(outbox_relid, values, isnull, &inserted, &id))
+		{
+			/* (a planned INSERT fires statement triggers after this) */
+			sms_send_row_next = true;
 			inserted = insert_planned(values, isnull, key, &id);
+		}
 	}
 	PG_FINALLY();
 	{
-		in_sms_send = false;
+		/* a trigger's own sms_send() leaves the caller's flag as it was */
+		sms_send_row_next = save_row_next;
 		PopOverrideSearchPath();
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 	}
@@ -427,9 +442,9 @@ sms_outbox_validate(PG_FUNCTION_ARGS)
 	 * sms_send() validated its arguments and set these columns itself; the
 	 * flag covers its one row only, not rows a user trigger might insert.
 	 */
-	if (in_sms_send)
+	if (sms_send_row_next)
 	{
-		in_sms_send = false;
+		sms_send_row_next = false;
 		return PointerGetDatum(tuple);
 	}
 

@@ -16,10 +16,10 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "postgres.h"
-
+#include "sms.h"
 #include "insert.h"
 
+#include "access/sysattr.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/pg_type.h"
@@ -44,6 +44,11 @@ const char *const sms_send_columns[SMS_SEND_NCOLUMNS] = {
 	"priority", "idempotency_key", "created_by", "next_attempt_at"
 };
 
+const Oid	sms_send_column_types[SMS_SEND_NCOLUMNS] = {
+	TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, TIMESTAMPTZOID,
+	INT4OID, TEXTOID, NAMEOID, TIMESTAMPTZOID
+};
+
 /*
  * What an insert into the outbox needs besides the values given: where they
  * and the id go, and the default of every other column, planned (a
@@ -54,6 +59,7 @@ const char *const sms_send_columns[SMS_SEND_NCOLUMNS] = {
 typedef struct InsertShape
 {
 	Oid			relid;
+	bool		supported;		/* the columns are as sms_send() fills them */
 	AttrNumber	given[SMS_SEND_NCOLUMNS];
 	AttrNumber	id;
 	int			ndefaults;
@@ -63,21 +69,21 @@ typedef struct InsertShape
 	bool	   *default_isnull;
 } InsertShape;
 
-static MemoryContext shape_cxt = NULL;
 static InsertShape *shape = NULL;
+static MemoryContext shape_cxt = NULL;
 
 /*
- * Cleared by invalidation callbacks, which may run in the middle of an
- * insert (whenever a lock is taken): the shape's memory is only released
- * when the next insert builds a new one.
+ * Cleared by the invalidation callbacks, which may run in the middle of an
+ * insert or of building the shape (whenever a lock is taken).
  */
 static bool shape_valid = false;
+static Oid	shape_relid = InvalidOid;
 static bool callbacks_registered = false;
 
 static void
 shape_relcache_callback(Datum arg, Oid relid)
 {
-	if (shape != NULL && (relid == InvalidOid || relid == shape->relid))
+	if (relid == InvalidOid || relid == shape_relid)
 		shape_valid = false;
 }
 
@@ -86,16 +92,6 @@ shape_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	/* a default may call a function, inlined when it was planned */
 	shape_valid = false;
-}
-
-static AttrNumber
-column_attnum(Relation rel, const char *name)
-{
-	AttrNumber	attnum = attnameAttNum(rel, name, false);
-
-	if (attnum == InvalidAttrNumber)
-		elog(ERROR, "sms_outbox has no column \"%s\"", name);
-	return attnum;
 }
 
 /*
@@ -121,38 +117,39 @@ column_default(Relation rel, Form_pg_attribute att)
 	return expression_planner((Expr *) expr);
 }
 
-static InsertShape *
-insert_shape(Relation rel)
+/*
+ * Can sms_send()'s values go into this column as they are?  A column whose
+ * type an ALTER TABLE changed (or made a domain, or generated) needs the
+ * coercions and checks of a planned INSERT.
+ */
+static bool
+column_takes(Form_pg_attribute att, Oid type)
+{
+	return att->atttypid == type && att->atttypmod < 0 &&
+		!att->attgenerated && !att->attidentity;
+}
+
+static void
+build_shape(InsertShape *s, Relation rel)
 {
 	TupleDesc	tupdesc = RelationGetDescr(rel);
-	MemoryContext oldcxt;
-	InsertShape *s;
 
-	if (shape_valid && shape->relid == RelationGetRelid(rel))
-		return shape;
-
-	if (!callbacks_registered)
-	{
-		CacheRegisterRelcacheCallback(shape_relcache_callback, (Datum) 0);
-		CacheRegisterSyscacheCallback(PROCOID, shape_syscache_callback, (Datum) 0);
-		CacheRegisterSyscacheCallback(TYPEOID, shape_syscache_callback, (Datum) 0);
-		callbacks_registered = true;
-	}
-	if (shape_cxt == NULL)
-		shape_cxt = AllocSetContextCreate(CacheMemoryContext, "sms_send insert",
-										  ALLOCSET_SMALL_SIZES);
-	MemoryContextReset(shape_cxt);
-	shape = NULL;
-
-	/* an invalidation while it is built applies to the next call */
-	shape_valid = true;
-
-	oldcxt = MemoryContextSwitchTo(shape_cxt);
-	s = palloc0(sizeof(InsertShape));
 	s->relid = RelationGetRelid(rel);
+	s->supported = true;
 	for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
-		s->given[i] = column_attnum(rel, sms_send_columns[i]);
-	s->id = column_attnum(rel, "id");
+	{
+		s->given[i] = attnameAttNum(rel, sms_send_columns[i], false);
+		if (s->given[i] <= 0 ||
+			!column_takes(TupleDescAttr(tupdesc, s->given[i] - 1),
+						  sms_send_column_types[i]))
+			s->supported = false;
+	}
+	s->id = attnameAttNum(rel, "id", false);
+	if (s->id <= 0 || TupleDescAttr(tupdesc, s->id - 1)->atttypid != INT8OID)
+		s->supported = false;
+	if (!s->supported)
+		return;
+
 	s->default_attnums = palloc(tupdesc->natts * sizeof(AttrNumber));
 	s->default_exprs = palloc(tupdesc->natts * sizeof(Expr *));
 	s->default_values = palloc(tupdesc->natts * sizeof(Datum));
@@ -171,6 +168,7 @@ insert_shape(Relation rel)
 			given |= (s->given[j] == att->attnum);
 		if (given || (expr = column_default(rel, att)) == NULL)
 			continue;
+
 		s->default_attnums[s->ndefaults] = att->attnum;
 		if (IsA(expr, Const))
 		{
@@ -184,6 +182,43 @@ insert_shape(Relation rel)
 			s->default_exprs[s->ndefaults] = expr;
 		s->ndefaults++;
 	}
+}
+
+static InsertShape *
+insert_shape(Relation rel)
+{
+	MemoryContext oldcxt;
+	InsertShape *s;
+
+	if (shape != NULL && shape_valid && shape->relid == RelationGetRelid(rel))
+		return shape;
+
+	if (!callbacks_registered)
+	{
+		CacheRegisterRelcacheCallback(shape_relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, shape_syscache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(TYPEOID, shape_syscache_callback, (Datum) 0);
+		callbacks_registered = true;
+	}
+
+	/*
+	 * An sms_send() further up the stack (a trigger's caller) may still be
+	 * using the old shape: it goes when the transaction ends.  So does one
+	 * left half-built by an error.
+	 */
+	if (shape_cxt != NULL)
+		MemoryContextSetParent(shape_cxt, TopTransactionContext);
+	shape = NULL;
+	shape_cxt = AllocSetContextCreate(CacheMemoryContext, "sms_send insert",
+									  ALLOCSET_SMALL_SIZES);
+
+	/* an invalidation while it is built applies to the next call */
+	shape_relid = RelationGetRelid(rel);
+	shape_valid = true;
+
+	oldcxt = MemoryContextSwitchTo(shape_cxt);
+	s = palloc0(sizeof(InsertShape));
+	build_shape(s, rel);
 	MemoryContextSwitchTo(oldcxt);
 
 	shape = s;
@@ -192,12 +227,14 @@ insert_shape(Relation rel)
 
 /* Can this insert do all that an INSERT statement would here? */
 static bool
-insert_supported(Relation rel)
+insert_supported(Relation rel, InsertShape *s)
 {
 	TriggerDesc *trigdesc = rel->trigdesc;
 
-	return rel->rd_rel->relkind == RELKIND_RELATION &&
+	return s->supported &&
+		rel->rd_rel->relkind == RELKIND_RELATION &&
 		!rel->rd_rel->relispartition &&
+		!(rel->rd_rules && rel->rd_rules->numLocks > 0) &&
 		!rel->rd_rel->relrowsecurity &&
 		!(trigdesc && trigdesc->trig_insert_new_table);
 }
@@ -208,16 +245,22 @@ insert_supported(Relation rel)
  * default.  Sets *inserted, and *id to the new row's id; *inserted is false
  * if a BEFORE trigger skipped the row.  Returns false, having done nothing,
  * where a planned INSERT must be run instead.
+ *
+ * The steps are those of ExecutorStart, ModifyTable's ExecInsert and
+ * ExecutorFinish/End for one row; the executor hooks (ExecutorStart_hook
+ * and the others) are not called, as there is no plan to show them.
  */
 bool
 sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 				   bool *inserted, int64 *id)
 {
 	EState	   *estate;
+	MemoryContext oldcxt;
 	RangeTblEntry *rte;
 	ResultRelInfo *rri;
 	Relation	rel;
 	InsertShape *s;
+	AttrNumber	id_attnum;
 	TupleTableSlot *slot;
 	ExprContext *econtext;
 
@@ -228,31 +271,50 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 	LockRelationOid(relid, RowExclusiveLock);
 
 	estate = CreateExecutorState();
+	oldcxt = MemoryContextSwitchTo(estate->es_query_cxt);
+
 	rte = makeNode(RangeTblEntry);
 	rte->rtekind = RTE_RELATION;
 	rte->relid = relid;
 	rte->relkind = RELKIND_RELATION;
 	rte->rellockmode = RowExclusiveLock;
+	rte->requiredPerms = ACL_INSERT;
 	ExecInitRangeTable(estate, list_make1(rte));
 	rri = makeNode(ResultRelInfo);
 	ExecInitResultRelation(estate, rri, 1);
 	rel = rri->ri_RelationDesc;
+	s = insert_shape(rel);
 
-	if (!insert_supported(rel))
+	if (!insert_supported(rel, s))
 	{
 		ExecCloseResultRelations(estate);
 		ExecCloseRangeTableRelations(estate);
+		MemoryContextSwitchTo(oldcxt);
 		FreeExecutorState(estate);
 		return false;
 	}
+
+	/* the INSERT privilege on the columns given, as the current user */
+	for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
+		rte->insertedCols = bms_add_member(rte->insertedCols,
+										   s->given[i] - FirstLowInvalidHeapAttributeNumber);
+	ExecCheckRTPerms(estate->es_range_table, true);
 
 	CheckValidResultRel(rri, CMD_INSERT);
 	estate->es_output_cid = GetCurrentCommandId(true);
 	ExecOpenIndices(rri, false);
 
-	/* the row: the values given, and the defaults of the other columns */
-	s = insert_shape(rel);
-	/* the table's own kind of slot: the row is formed once, not per use */
+	AfterTriggerBeginQuery();
+	ExecBSInsertTriggers(estate, rri);
+
+	/*
+	 * The row: the values given, and the defaults of the other columns,
+	 * evaluated after the statement triggers as a plan's would be.  The
+	 * slot is the table's own kind, so the row is formed once; it is
+	 * materialized, so that nothing in it points into the shape, which a
+	 * trigger calling sms_send() may rebuild.
+	 */
+	id_attnum = s->id;
 	slot = table_slot_create(rel, &estate->es_tupleTable);
 	memset(slot->tts_isnull, true, slot->tts_tupleDescriptor->natts * sizeof(bool));
 	econtext = GetPerTupleExprContext(estate);
@@ -267,8 +329,9 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 		}
 		else
 			slot->tts_values[attnum - 1] =
-				ExecEvalExpr(ExecInitExpr(s->default_exprs[i], NULL), econtext,
-							 &slot->tts_isnull[attnum - 1]);
+				ExecEvalExprSwitchContext(ExecInitExpr(s->default_exprs[i], NULL),
+										  econtext,
+										  &slot->tts_isnull[attnum - 1]);
 	}
 	for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
 	{
@@ -276,20 +339,24 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 		slot->tts_isnull[s->given[i] - 1] = isnull[i];
 	}
 	ExecStoreVirtualTuple(slot);
+	ExecMaterializeSlot(slot);
 
-	/* what ModifyTable does for an INSERT of one row */
-	AfterTriggerBeginQuery();
-	ExecBSInsertTriggers(estate, rri);
-
+	/* what ModifyTable's ExecInsert does for the row */
+	slot->tts_tableOid = RelationGetRelid(rel);
 	*inserted = true;
 	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row)
+	{
+		sms_send_row_next = true;
 		*inserted = ExecBRInsertTriggers(estate, rri, slot);
+	}
 
 	if (*inserted)
 	{
 		List	   *recheck_indexes = NIL;
 		bool		id_isnull;
 
+		/* a trigger's tuple may have come without it */
+		slot->tts_tableOid = RelationGetRelid(rel);
 		if (rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
 			ExecComputeStoredGenerated(rri, estate, slot, CMD_INSERT);
 		if (rel->rd_att->constr)
@@ -300,16 +367,20 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 			recheck_indexes = ExecInsertIndexTuples(rri, slot, estate,
 													false, false, NULL, NIL);
 		ExecARInsertTriggers(estate, rri, slot, recheck_indexes, NULL);
+		list_free(recheck_indexes);
 
-		*id = DatumGetInt64(slot_getattr(slot, s->id, &id_isnull));
+		/* the primary key: not null */
+		*id = DatumGetInt64(slot_getattr(slot, id_attnum, &id_isnull));
+		Assert(!id_isnull);
 	}
 
 	ExecASInsertTriggers(estate, rri, NULL);
 	AfterTriggerEndQuery(estate);
 
+	ExecResetTupleTable(estate->es_tupleTable, false);
 	ExecCloseResultRelations(estate);
 	ExecCloseRangeTableRelations(estate);
-	ExecResetTupleTable(estate->es_tupleTable, false);
+	MemoryContextSwitchTo(oldcxt);
 	FreeExecutorState(estate);
 
 	return true;

@@ -8,11 +8,10 @@
 #ifndef SMS_INSERT_H
 #define SMS_INSERT_H
 
-#include "postgres.h"
-
 /* the outbox columns sms_send() sets, in the order of its values */
 #define SMS_SEND_NCOLUMNS 9
 extern const char *const sms_send_columns[SMS_SEND_NCOLUMNS];
+extern const Oid sms_send_column_types[SMS_SEND_NCOLUMNS];
 
 extern bool sms_insert_message(Oid relid, const Datum *values,
 							   const bool *isnull, bool *inserted, int64 *id);

@@ -71,6 +71,7 @@ extern Oid	sms_extension_schema(Oid extoid);
 extern void sms_set_condition(const char *fmt,...) pg_attribute_printf(1, 2);
 
 /* enqueue.c */
+extern bool sms_send_row_next;
 extern int	sms_worker_slot;
 extern void sms_wake_workers(void);
 extern void sms_wake_worker_at_commit(void);
