@@ -11,8 +11,9 @@
  *	  as logical replication's apply worker does: the other columns' defaults,
  *	  BEFORE and AFTER triggers for each row and for the statement,
  *	  constraints, index entries.  Where it could not do all an INSERT would
- *	  (row-level security, transition tables, a table that is not a plain
- *	  one), it declines and the caller runs a planned INSERT.
+ *	  (row-level security, rules, transition tables, a column whose type
+ *	  differs from what sms_send() passes, a table that is not a plain one),
+ *	  it declines and the caller runs a planned INSERT.
  *
  *-------------------------------------------------------------------------
  */

@@ -5,13 +5,15 @@
 # in the scratch directory; nothing else is contacted.
 #
 # Figures (medians of 3 runs where it says so):
-#   drain throughput over HTTP and HTTPS (50,000 messages) and at 50 ms
-#   (10,000 messages, sms.max_concurrency 64), each against the ceiling
-#   wrk measures with the same request on the same emulator;
+#   drain throughput over HTTP and HTTPS (50,000 messages, the two
+#   alternating) and at 50 ms (10,000 messages, sms.max_concurrency 64),
+#   each against the ceiling wrk measures with the same request on the same
+#   emulator;
 #   commit-to-wire latency (200 single commits, p50/p90/p99);
 #   enqueue cost (pgbench: sms_send against a plain INSERT);
 #   the worker's memory over 200,000 messages, the outbox's size after
-#   retention; a cold start over HTTPS.
+#   retention; a cold start over HTTPS; and, free of the machine's noise,
+#   the instructions one sms_send() transaction executes against one INSERT.
 set -euo pipefail
 
 root=${1:?usage: run.sh SCRATCH_DIR}
@@ -32,9 +34,11 @@ PGBENCH_SECS=${BENCH_PGBENCH_SECS:-15}
 WORKERS=${BENCH_WORKERS:-2}
 
 emulator_pid=
+tls_pid=
 cleanup()
 {
 	[ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null || true
+	[ -n "$tls_pid" ] && kill "$tls_pid" 2>/dev/null || true
 	pg_ctl -D "$data" -m immediate stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -43,25 +47,44 @@ say() { printf '%s\n' "$*"; }
 sql() { psql -X -Atq -v ON_ERROR_STOP=1 -c "$1"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+# launch_emulator NAME ARGS...: an emulator on a free port; sets NAME_pid
+# and NAME_url
+launch_emulator()
+{
+	local name=$1 out="$root/$1.out" url
+	shift
+	"$emulator_bin" --port 0 --quiet --threads 2 "$@" > "$out" 2>&1 &
+	printf -v "${name}_pid" '%s' $!
+	for _ in $(seq 1 100); do
+		grep -q 'listening on' "$out" && break
+		sleep 0.05
+	done
+	url=$(sed -n 's/.*listening on \([0-9.:]*\) (\(https*\)).*/\2:\/\/\1/p' "$out")
+	printf -v "${name}_url" '%s' "$url"
+}
+
+# point the worker at a server (the one reset_outbox resets too)
+use_server()
+{
+	server_url=$1
+	server_cacert=${2:-}
+	sql "ALTER SYSTEM SET sms.api_url = '$server_url'"
+	sql "SELECT pg_reload_conf()" >/dev/null
+	sleep 0.3
+}
+
+# the main emulator, replacing the one before, and the worker pointed at it
 start_emulator()
 {
 	[ -n "$emulator_pid" ] && { kill "$emulator_pid"; wait "$emulator_pid" 2>/dev/null || true; }
-	"$emulator_bin" --port 0 --quiet --threads 2 "$@" > "$root/emulator.out" 2>&1 &
-	emulator_pid=$!
-	for _ in $(seq 1 100); do
-		grep -q 'listening on' "$root/emulator.out" && break
-		sleep 0.05
-	done
-	emulator_url=$(sed -n 's/.*listening on \([0-9.:]*\) (\(https*\)).*/\2:\/\/\1/p' "$root/emulator.out")
-	sql "ALTER SYSTEM SET sms.api_url = '$emulator_url'"
-	sql "SELECT pg_reload_conf()" >/dev/null
-	sleep 0.3
+	launch_emulator emulator "$@"
+	use_server "$emulator_url"
 }
 
 reset_outbox()
 {
 	sql "TRUNCATE sms_outbox"
-	curl -s -X POST ${cacert:+--cacert "$cacert"} "$emulator_url/_emulator/reset" >/dev/null
+	curl -s -X POST ${server_cacert:+--cacert "$server_cacert"} "$server_url/_emulator/reset" >/dev/null
 	sql "VACUUM ANALYZE sms_outbox"
 }
 
@@ -75,16 +98,26 @@ workers_cpu()
 	echo "$total"
 }
 
+# one drain of $1 messages: sets drain_rate (msg/s) and drain_cpu (the
+# workers' CPU per message, in microseconds)
+drain_once()
+{
+	local n=$1 label=$2 secs c0 c1
+	reset_outbox
+	c0=$(workers_cpu)
+	secs=$("$bench/benchclient" drain "$conninfo" "$n" "$label")
+	c1=$(workers_cpu)
+	drain_rate=$(awk -v n="$n" -v s="$secs" 'BEGIN {printf "%.0f", n / s}')
+	drain_cpu=$(awk -v n="$n" -v c=$((c1 - c0)) -v t="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", c / t * 1e6 / n}')
+}
+
 drain_runs()
 {
-	local n=$1 label=$2 i secs rates="" cpu="" c0 c1
+	local n=$1 label=$2 i rates="" cpu=""
 	for i in $(seq 1 "$RUNS"); do
-		reset_outbox
-		c0=$(workers_cpu)
-		secs=$("$bench/benchclient" drain "$conninfo" "$n" "$label-$i")
-		c1=$(workers_cpu)
-		rates="$rates $(awk -v n="$n" -v s="$secs" 'BEGIN {printf "%.0f", n / s}')"
-		cpu="$cpu $(awk -v n="$n" -v c=$((c1 - c0)) -v t="$(getconf CLK_TCK)" 'BEGIN {printf "%.0f", c / t * 1e6 / n}')"
+		drain_once "$n" "$label-$i"
+		rates="$rates $drain_rate"
+		cpu="$cpu $drain_cpu"
 	done
 	drain_rate=$(printf '%s\n' $rates | median)
 	say "  runs (msg/s):$rates   median: $drain_rate msg/s"
@@ -103,10 +136,10 @@ wrk.headers["User-Agent"] = "pg-sms/1.0 (PostgreSQL extension)"
 wrk.headers["Authorization"] = "Basic QUNhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYTplbXVsYXRvci10b2tlbg=="
 wrk.body = "To=%2B15550012345&From=%2B15017122661&Body=bench-1%2012345"
 LUA
-	curl -s -X POST ${cacert:+--cacert "$cacert"} "$emulator_url/_emulator/reset" >/dev/null
-	ceiling=$(wrk -t2 -c"$conns" -d5s -s "$root/wrk.lua" "$emulator_url" |
+	curl -s -X POST ${server_cacert:+--cacert "$server_cacert"} "$server_url/_emulator/reset" >/dev/null
+	ceiling=$(wrk -t2 -c"$conns" -d5s -s "$root/wrk.lua" "$server_url" |
 		awk '/Requests\/sec/ {printf "%.0f", $2}')
-	say "  ceiling: wrk -t2 -c$conns -d5s, same request, same emulator: $ceiling req/s"
+	say "  ceiling: wrk -t2 -c$conns -d5s, same request, same emulator ($server_url): $ceiling req/s"
 }
 
 worker_pid() { sql "SELECT worker_pid FROM sms_stats"; }
@@ -142,22 +175,62 @@ pg_ctl -D "$data" -l "$root/server.log" -w start >/dev/null
 sql "CREATE EXTENSION sms"
 say "postgresql: $(sql 'SHOW server_version'), synchronous_commit $(sql 'SHOW synchronous_commit'), fsync $(sql 'SHOW fsync'); sms.workers $(sql 'SHOW sms.workers')"
 
-# ---------------------------------------------------------------- HTTP
+# ---------------------------------------------------------------- HTTP, HTTPS
+# The two drains alternate, so that their ratio compares moments a few
+# seconds apart: this machine's speed moves by a third within minutes.
+# Each drain follows a warm-up on the same server, so the connections are
+# open, as in a worker's steady state (a cold start is measured below).
+N_WARM=2000
 say ""
-say "== drain over HTTP, emulator answering at once: $N_DRAIN messages queued in one transaction, COMMIT to all 'sent' (sms.max_concurrency $(sql 'SHOW sms.max_concurrency'))"
+say "== drains over HTTP and HTTPS, alternating, emulator answering at once: $N_DRAIN messages queued in one transaction, COMMIT to all 'sent' (sms.max_concurrency $(sql 'SHOW sms.max_concurrency')); each after a warm-up of $N_WARM messages on the same server; for HTTPS, sms.ca_file is the system CA bundle plus the emulator's certificate, so each new connection pays what it would pay with Twilio"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+	-addext subjectAltName=IP:127.0.0.1,DNS:localhost \
+	-keyout "$root/emu.key" -out "$root/emu.crt" >/dev/null 2>&1
+cat /etc/ssl/certs/ca-certificates.crt "$root/emu.crt" > "$root/ca-bundle.crt"
+sql "ALTER SYSTEM SET sms.ca_file = '$root/ca-bundle.crt'"
 start_emulator
-drain_runs "$N_DRAIN" http
-http_rate=$drain_rate
+launch_emulator tls --tls-cert "$root/emu.crt" --tls-key "$root/emu.key"
+http_rates=""; https_rates=""; http_cpu=""; https_cpu=""; tls_ratios=""
+drain_over()
+{
+	if [ "$1" = http ]; then use_server "$emulator_url"; else use_server "$tls_url" "$root/emu.crt"; fi
+	reset_outbox
+	"$bench/benchclient" drain "$conninfo" "$N_WARM" "warm-$1-$2" >/dev/null
+	drain_once "$N_DRAIN" "$1-$2"
+}
+for i in $(seq 1 "$RUNS"); do
+	for proto in $([ $((i % 2)) = 1 ] && echo http https || echo https http); do
+		drain_over "$proto" "$i"
+		if [ "$proto" = http ]; then
+			http_rates="$http_rates $drain_rate"; http_cpu="$http_cpu $drain_cpu"; r_http=$drain_rate
+		else
+			https_rates="$https_rates $drain_rate"; https_cpu="$https_cpu $drain_cpu"; r_https=$drain_rate
+		fi
+	done
+	tls_ratios="$tls_ratios $(awk -v a="$r_https" -v b="$r_http" 'BEGIN {printf "%.2f", a / b}')"
+done
+http_rate=$(printf '%s\n' $http_rates | median)
+https_rate=$(printf '%s\n' $https_rates | median)
+say "  HTTP  runs (msg/s):$http_rates   median: $http_rate msg/s   target: >= 15000 msg/s"
+say "    the workers' CPU per message (us, user + system):$http_cpu"
+use_server "$emulator_url"
 wrk_ceiling 32
-say "  drain/ceiling: $(awk -v a="$http_rate" -v b="$ceiling" 'BEGIN {printf "%.2f", a / b}')   target: >= 15000 msg/s"
+say "    drain/ceiling: $(awk -v a="$http_rate" -v b="$ceiling" 'BEGIN {printf "%.2f", a / b}')"
+say "  HTTPS runs (msg/s):$https_rates   median: $https_rate msg/s"
+say "    the workers' CPU per message (us, user + system):$https_cpu"
+use_server "$tls_url" "$root/emu.crt"
+wrk_ceiling 32
+say "    drain/ceiling: $(awk -v a="$https_rate" -v b="$ceiling" 'BEGIN {printf "%.2f", a / b}')"
+say "  HTTPS/HTTP, each pair:$tls_ratios   median: $(printf '%s\n' $tls_ratios | median)   (ratio of the medians: $(awk -v a="$https_rate" -v b="$http_rate" 'BEGIN {printf "%.2f", a / b}'))   target: >= 0.70"
 
 # ---------------------------------------------------------------- latency
 say ""
+use_server "$emulator_url"
 say "== commit-to-wire latency: 200 single sms_send() commits on an idle worker, COMMIT returning to the request arriving at the emulator"
 reset_outbox
 sleep 0.5
 "$bench/benchclient" latency "$conninfo" 200 lat > "$root/latency.tsv"
-curl -s "$emulator_url/_emulator/requests" > "$root/requests.json"
+curl -s "$server_url/_emulator/requests" > "$root/requests.json"
 perl -MJSON::PP -e '
 	my %commit;
 	open my $f, "<", $ARGV[0] or die;
@@ -176,29 +249,15 @@ perl -MJSON::PP -e '
 		scalar(@d), $p->(0.5), $p->(0.9), $p->(0.99), $d[-1];
 ' "$root/latency.tsv" "$root/requests.json"
 
-# ---------------------------------------------------------------- HTTPS
-say ""
-say "== drain over HTTPS: $N_DRAIN messages; sms.ca_file is the system CA bundle plus the emulator's certificate, so each new connection pays what it would pay with Twilio"
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
-	-addext subjectAltName=IP:127.0.0.1,DNS:localhost \
-	-keyout "$root/emu.key" -out "$root/emu.crt" >/dev/null 2>&1
-cat /etc/ssl/certs/ca-certificates.crt "$root/emu.crt" > "$root/ca-bundle.crt"
-cacert="$root/emu.crt"
-sql "ALTER SYSTEM SET sms.ca_file = '$root/ca-bundle.crt'"
-start_emulator --tls-cert "$root/emu.crt" --tls-key "$root/emu.key"
-drain_runs "$N_DRAIN" https
-https_rate=$drain_rate
-wrk_ceiling 32
-say "  drain/ceiling: $(awk -v a="$https_rate" -v b="$ceiling" 'BEGIN {printf "%.2f", a / b}')   HTTPS/HTTP: $(awk -v a="$https_rate" -v b="$http_rate" 'BEGIN {printf "%.2f", a / b}')   target: >= 0.70"
-
 say ""
 say "== cold start over HTTPS: 5,000 messages queued while the worker has no connection open"
+use_server "$tls_url" "$root/emu.crt"
 pg_ctl -D "$data" -m fast -w restart >/dev/null
 sleep 1
 reset_outbox
 secs=$("$bench/benchclient" drain "$conninfo" 5000 cold)
 say "  all sent in $secs s; $(sql "SELECT count(*) FROM sms_outbox WHERE state = 'sent'") sent, $(sql "SELECT count(*) FROM sms_outbox WHERE attempts > 1 OR error_message IS NOT NULL") needed a second attempt or saw an error (timeouts: $(sql "SELECT count(*) FROM sms_outbox WHERE error_message ILIKE '%timed out%'"))"
-cacert=
+kill "$tls_pid"; wait "$tls_pid" 2>/dev/null || true; tls_pid=
 sql "ALTER SYSTEM RESET sms.ca_file"
 
 # ---------------------------------------------------------------- 50 ms
@@ -304,6 +363,32 @@ if [ "$WORKERS" != 1 ]; then
 	sleep 1
 	drain_runs "$N_DRAIN" one
 	say "  one worker / $WORKERS workers: $(awk -v a="$drain_rate" -v b="$http_rate" 'BEGIN {printf "%.2f", a / b}')"
+fi
+
+# ---------------------------------------------------------------- instructions
+# The enqueue figure above moves with the machine; the instructions one
+# transaction executes do not.  A single-user backend on the bench's stopped
+# cluster runs N and 2N autocommit statements under callgrind: the
+# difference over N is the cost of one transaction, parse to commit.
+if command -v valgrind >/dev/null; then
+	say ""
+	say "== instructions per transaction (callgrind, single-user backend, each statement its own transaction)"
+	sql "TRUNCATE sms_outbox, plain_outbox"
+	pg_ctl -D "$data" -m fast -w stop >/dev/null
+	insns_per_xact()
+	{
+		local n=500 k i1 i2
+		for k in 1 2; do
+			for _ in $(seq 1 $((n * k))); do cat "$root/$1.sql"; done > "$root/single.sql"
+			valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+				postgres --single -D "$data" postgres < "$root/single.sql" > "$root/single.log" 2>&1
+			eval "i$k=$(sed -n 's/^==[0-9]*== Collected : //p' "$root/single.log")"
+		done
+		echo $(((i2 - i1) / n))
+	}
+	ins_i=$(insns_per_xact insert)
+	send_i=$(insns_per_xact send)
+	say "  plain INSERT $ins_i, sms_send() $send_i: INSERT/sms_send $(awk -v a="$ins_i" -v b="$send_i" 'BEGIN {printf "%.2f", a / b}')"
 fi
 
 say ""
