@@ -143,9 +143,13 @@ SELECT sms_send('+15558675310', '+15017122661', 'broken');
 ALTER TABLE sms_outbox DROP COLUMN broken;
 \set VERBOSITY default
 
--- constraints and generated columns may use tableoid
+-- constraints and generated columns may use tableoid, also on a row a
+-- BEFORE trigger replaced
 ALTER TABLE sms_outbox ADD CONSTRAINT in_outbox CHECK (tableoid = 'sms_outbox'::regclass);
+CREATE TRIGGER a_before BEFORE INSERT ON sms_outbox
+	FOR EACH ROW EXECUTE FUNCTION public.outbox_before();
 SELECT sms_send('+15558675310', '+15017122661', 'tableoid') > 0 AS queued;
+DROP TRIGGER a_before ON sms_outbox;
 ALTER TABLE sms_outbox DROP CONSTRAINT in_outbox;
 
 -- sms_send() inserts as whoever owns the outbox now, and that role's own
@@ -179,6 +183,11 @@ BEGIN
 	RETURN NULL;
 END $$;
 CREATE FUNCTION public.outbox_changed() RETURNS int LANGUAGE sql AS 'SELECT 1';
+CREATE FUNCTION public.outbox_nested_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM public.sms_send('+15558675310', '+15017122661', 'inner row');
+	RETURN NEW;
+END $$;
 CREATE TRIGGER a_nested BEFORE INSERT ON sms_outbox
 	FOR EACH STATEMENT EXECUTE FUNCTION public.outbox_nested();
 TRUNCATE sms_outbox;
@@ -189,8 +198,18 @@ SELECT sms_send('+15558675310', '+15017122661', 'outer') > 0 AS queued;
 COMMIT;
 SELECT body, tenant, label, created_by FROM sms_outbox ORDER BY id;
 DROP TRIGGER a_nested ON sms_outbox;
+-- the same from a BEFORE ROW trigger that fires before sms_outbox_validate
+CREATE TRIGGER a_nested_row BEFORE INSERT ON sms_outbox
+	FOR EACH ROW WHEN (NEW.body = 'outer row') EXECUTE FUNCTION public.outbox_nested_row();
+TRUNCATE sms_outbox;
+BEGIN;
+SET LOCAL ROLE sms_insert_app;
+SELECT sms_send('+15558675310', '+15017122661', 'outer row') > 0 AS queued;
+COMMIT;
+SELECT body, created_by FROM sms_outbox ORDER BY id;
+DROP TRIGGER a_nested_row ON sms_outbox;
 ALTER TABLE sms_outbox DROP COLUMN tenant, DROP COLUMN label;
-DROP FUNCTION public.outbox_nested(), public.outbox_changed();
+DROP FUNCTION public.outbox_nested(), public.outbox_changed(), public.outbox_nested_row();
 REVOKE ALL ON sms_outbox FROM sms_insert_app;
 REVOKE ALL ON FUNCTION sms_send(text, text, text, text[], timestamptz, int, text) FROM sms_insert_app;
 DROP ROLE sms_insert_app;
