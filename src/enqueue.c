@@ -70,20 +70,27 @@ sms_wake_workers(void)
 	for (int i = 0; i < sms_shared->nworkers; i++)
 	{
 		SmsWorkerSlot *slot = &sms_shared->workers[i];
-		Latch	   *latch;
 
 		if (i == sms_worker_slot)
 			continue;
 		if (pg_atomic_exchange_u32(&slot->wakeup_requested, 1) != 0)
 			continue;
-
-		SpinLockAcquire(&sms_shared->mutex);
-		latch = slot->latch;
-		SpinLockRelease(&sms_shared->mutex);
-
-		if (latch != NULL)
-			SetLatch(latch);
+		sms_set_worker_latch(i);
 	}
+}
+
+/* Set the latch of the worker in slot i, if it runs. */
+void
+sms_set_worker_latch(int i)
+{
+	Latch	   *latch;
+
+	SpinLockAcquire(&sms_shared->mutex);
+	latch = sms_shared->workers[i].latch;
+	SpinLockRelease(&sms_shared->mutex);
+
+	if (latch != NULL)
+		SetLatch(latch);
 }
 
 static void
@@ -119,34 +126,36 @@ sms_wake_worker_at_commit(void)
 	wake_at_commit = true;
 }
 
+/* Set outbox_owner to the owner of relation relid; false if it is gone. */
+static bool
+read_outbox_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	outbox_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return true;
+}
+
 /*
  * Find the outbox of the current incarnation of the extension, and its
- * owner, as whom sms_send() inserts; forget plans made for an earlier one.
+ * owner as of now, as whom sms_send() inserts; forget plans made for an
+ * earlier incarnation.
  */
 static void
 find_outbox(void)
 {
-	Oid			extoid;
 	Oid			relid;
-	HeapTuple	tup;
 
 	/*
 	 * Looking the extension up by name scans pg_extension; while the
-	 * outbox we found last time still exists (a syscache probe, which also
-	 * gives its owner as of now), so does its extension.
+	 * outbox we found last time still exists (a syscache probe), so does
+	 * its extension.
 	 */
-	if (OidIsValid(outbox_relid))
-	{
-		tup = SearchSysCache1(RELOID, ObjectIdGetDatum(outbox_relid));
-		if (HeapTupleIsValid(tup))
-		{
-			outbox_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-			ReleaseSysCache(tup);
-			return;
-		}
-	}
-
-	extoid = get_extension_oid("sms", false);
+	if (OidIsValid(outbox_relid) && read_outbox_owner(outbox_relid))
+		return;
 
 	if (insert_plan)
 		SPI_freeplan(insert_plan);
@@ -156,18 +165,14 @@ find_outbox(void)
 		SPI_freeplan(lookup_key_plan);
 	insert_plan = insert_keyed_plan = lookup_key_plan = NULL;
 
-	outbox_nspid = sms_extension_schema(extoid);
+	outbox_nspid = sms_extension_schema(get_extension_oid("sms", false));
 	relid = get_relname_relid("sms_outbox", outbox_nspid);
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("table sms_outbox of extension sms does not exist")));
-
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
+	if (!read_outbox_owner(relid))
 		elog(ERROR, "cache lookup failed for relation %u", relid);
-	outbox_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
 
 	outbox_relid = relid;
 }
@@ -215,7 +220,7 @@ prepare_plans(void)
 	SPI_keepplan(insert_keyed_plan);
 
 	sql = psprintf("SELECT id FROM %s WHERE idempotency_key = $1 AND idempotency_key IS NOT NULL", table);
-	lookup_key_plan = SPI_prepare(sql, 1, argtypes + 6);
+	lookup_key_plan = SPI_prepare(sql, 1, argtypes + SMS_SEND_KEY_COLUMN);
 	if (lookup_key_plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(lookup_key_plan);
@@ -244,7 +249,6 @@ static bool
 insert_planned(Datum *values, const bool *isnull, const char *key, int64 *id)
 {
 	char		nulls[SMS_SEND_NCOLUMNS];
-	int			key_column = 6;
 
 	for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
 		nulls[i] = isnull[i] ? 'n' : ' ';
@@ -264,8 +268,8 @@ insert_planned(Datum *values, const bool *isnull, const char *key, int64 *id)
 	if (*id < 0 && key != NULL)
 	{
 		/* the key was used before: return that message */
-		if (SPI_execute_plan(lookup_key_plan, values + key_column,
-							 nulls + key_column, false, 1) != SPI_OK_SELECT)
+		if (SPI_execute_plan(lookup_key_plan, values + SMS_SEND_KEY_COLUMN,
+							 nulls + SMS_SEND_KEY_COLUMN, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not look up idempotency_key");
 		*id = first_id();
 	}
@@ -313,7 +317,7 @@ sms_send(PG_FUNCTION_ARGS)
 	sms_validate_idempotency_key(key);
 
 	/* the arguments, in sms_send_columns' order ... */
-	for (int i = 0; i < 7; i++)
+	for (int i = 0; i < SMS_SEND_NARGS; i++)
 	{
 		values[i] = PG_GETARG_DATUM(i);
 		isnull[i] = PG_ARGISNULL(i);

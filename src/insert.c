@@ -21,7 +21,6 @@
 #include "insert.h"
 
 #include "access/sysattr.h"
-#include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -59,7 +58,6 @@ const Oid	sms_send_column_types[SMS_SEND_NCOLUMNS] = {
  */
 typedef struct InsertShape
 {
-	Oid			relid;
 	bool		supported;		/* the columns are as sms_send() fills them */
 	AttrNumber	given[SMS_SEND_NCOLUMNS];
 	AttrNumber	id;
@@ -135,7 +133,6 @@ build_shape(InsertShape *s, Relation rel)
 {
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 
-	s->relid = RelationGetRelid(rel);
 	s->supported = true;
 	for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
 	{
@@ -191,7 +188,7 @@ insert_shape(Relation rel)
 	MemoryContext oldcxt;
 	InsertShape *s;
 
-	if (shape != NULL && shape_valid && shape->relid == RelationGetRelid(rel))
+	if (shape != NULL && shape_valid && shape_relid == RelationGetRelid(rel))
 		return shape;
 
 	if (!callbacks_registered)
@@ -261,7 +258,6 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 	ResultRelInfo *rri;
 	Relation	rel;
 	InsertShape *s;
-	AttrNumber	id_attnum;
 	TupleTableSlot *slot;
 	ExprContext *econtext;
 
@@ -315,7 +311,6 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 	 * materialized, so that nothing in it points into the shape, which a
 	 * trigger calling sms_send() may rebuild.
 	 */
-	id_attnum = s->id;
 	slot = table_slot_create(rel, &estate->es_tupleTable);
 	memset(slot->tts_isnull, true, slot->tts_tupleDescriptor->natts * sizeof(bool));
 	econtext = GetPerTupleExprContext(estate);
@@ -343,7 +338,6 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 	ExecMaterializeSlot(slot);
 
 	/* what ModifyTable's ExecInsert does for the row */
-	slot->tts_tableOid = RelationGetRelid(rel);
 	*inserted = true;
 	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row)
 	{
@@ -356,7 +350,7 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 		List	   *recheck_indexes = NIL;
 		bool		id_isnull;
 
-		/* a trigger's tuple may have come without it */
+		/* constraints and generated columns may read tableoid */
 		slot->tts_tableOid = RelationGetRelid(rel);
 		if (rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
 			ExecComputeStoredGenerated(rri, estate, slot, CMD_INSERT);
@@ -371,7 +365,7 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 		list_free(recheck_indexes);
 
 		/* the primary key: not null */
-		*id = DatumGetInt64(slot_getattr(slot, id_attnum, &id_isnull));
+		*id = DatumGetInt64(slot_getattr(slot, s->id, &id_isnull));
 		Assert(!id_isnull);
 	}
 

@@ -8,8 +8,13 @@
 #ifndef SMS_INSERT_H
 #define SMS_INSERT_H
 
-/* the outbox columns sms_send() sets, in the order of its values */
+/*
+ * The outbox columns sms_send() sets, in the order of its values: its
+ * arguments first, idempotency_key among them, then two it computes.
+ */
 #define SMS_SEND_NCOLUMNS 9
+#define SMS_SEND_NARGS 7
+#define SMS_SEND_KEY_COLUMN 6
 extern const char *const sms_send_columns[SMS_SEND_NCOLUMNS];
 extern const Oid sms_send_column_types[SMS_SEND_NCOLUMNS];
 

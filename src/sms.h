@@ -74,6 +74,7 @@ extern void sms_set_condition(const char *fmt,...) pg_attribute_printf(1, 2);
 extern bool sms_send_row_next;
 extern int	sms_worker_slot;
 extern void sms_wake_workers(void);
+extern void sms_set_worker_latch(int i);
 extern void sms_wake_worker_at_commit(void);
 
 /* validate.c */

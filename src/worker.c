@@ -710,14 +710,8 @@ turn_wanted(TimestampTz now, bool woken, bool *write_back,
 static void
 tell_first_worker(void)
 {
-	Latch	   *latch;
-
 	pg_atomic_write_u32(&sms_shared->unknown_rows_added, 1);
-	SpinLockAcquire(&sms_shared->mutex);
-	latch = sms_shared->workers[0].latch;
-	SpinLockRelease(&sms_shared->mutex);
-	if (latch != NULL)
-		SetLatch(latch);
+	sms_set_worker_latch(0);
 }
 
 /*
