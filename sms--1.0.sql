@@ -62,13 +62,14 @@ WITH (
 COMMENT ON TABLE sms_outbox IS 'messages queued by sms_send() or by INSERT, and what became of them';
 
 -- The worker claims from this index alone: only the rows it will act on
--- are in it, pending ones to send and unknown ones to look up, so it stays
--- small however many finished rows the table keeps.  One index for both
--- (rather than one each) leaves an insert one index fewer to open, test and
--- update.  ('sending' rows are looked for only when the worker starts;
--- leaving them out saves an index insertion for every message claimed.)
+-- are in it, pending ones to send, unknown ones to look up and sending ones
+-- in flight (which it looks through for rows it holds no job for: left by a
+-- worker that stopped, or restored with the triggers disabled), so it stays
+-- small however many finished rows the table keeps.  One index for all
+-- three (rather than one each) leaves an insert one index fewer to open,
+-- test and update.
 CREATE INDEX sms_outbox_due_idx ON sms_outbox (state, priority DESC, next_attempt_at, id)
-	WHERE state IN ('pending', 'unknown');
+	WHERE state IN ('pending', 'unknown', 'sending');
 
 -- Unique where given; the many rows without a key cost no index entries.
 CREATE UNIQUE INDEX sms_outbox_idempotency_key_idx ON sms_outbox (idempotency_key)

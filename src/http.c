@@ -413,6 +413,14 @@ sms_http_in_flight(void)
 	return in_flight;
 }
 
+/* The i-th of the jobs in flight, for 0 <= i < sms_http_in_flight(). */
+SmsJob *
+sms_http_in_flight_job(int i)
+{
+	Assert(i >= 0 && i < in_flight);
+	return in_flight_jobs[i];
+}
+
 SmsJob *
 sms_http_any_in_flight(void)
 {

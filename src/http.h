@@ -19,6 +19,7 @@ extern CURL *sms_http_easy_for(SmsJob *job);
 extern void sms_http_start(SmsJob *job);
 extern SmsJob *sms_http_next_done(void);
 extern int	sms_http_in_flight(void);
+extern SmsJob *sms_http_in_flight_job(int i);
 extern SmsJob *sms_http_any_in_flight(void);
 extern void sms_http_abort(SmsJob *job);
 

@@ -53,6 +53,31 @@ prepare(const char *sql, int nargs, Oid *argtypes)
 	return prepare_with(sql, nargs, argtypes, 0);
 }
 
+/*
+ * The worker runs as a superuser, so nothing its statements name may resolve
+ * to an object another role created.  Its search_path is pinned to
+ * pg_catalog when it connects (see worker.c), and every operator and
+ * function here is written with its schema as well: a database owner may
+ * create objects in public, and a role with CREATE on the database a schema
+ * named after the worker's role, and sms_state has no "=" of its own, so an
+ * exact "=(sms_state, sms_state)" there would otherwise win over
+ * pg_catalog's "anyenum = anyenum".  Keywords (coalesce, CASE, IS NULL) and
+ * ORDER BY (the type's default btree operator class) involve no lookup.
+ * (Operators written as OPERATOR() all bind alike, left to right: mixed
+ * ones need parentheses.)
+ */
+#define EQ "OPERATOR(pg_catalog.=)"
+#define LT "OPERATOR(pg_catalog.<)"
+#define LE "OPERATOR(pg_catalog.<=)"
+#define GE "OPERATOR(pg_catalog.>=)"
+#define PLUS "OPERATOR(pg_catalog.+)"
+#define MINUS "OPERATOR(pg_catalog.-)"
+#define NOW "pg_catalog.now()"
+/* an interval of the given milliseconds (an integer parameter) */
+#define MS_INTERVAL(param) \
+	"pg_catalog.make_interval(secs => " param "::pg_catalog.float8" \
+	" OPERATOR(pg_catalog./) 1000::pg_catalog.float8)"
+
 #define CLAIMED_COLUMNS \
 	"o.id, o.attempts, o.priority, o.next_attempt_at, o.last_attempt_at, " \
 	"o.to_number, o.from_number, o.body, o.media_urls"
@@ -68,7 +93,7 @@ prepare_plans(Oid extoid)
 		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 	TIMESTAMPTZARRAYOID};
-	Oid			recover_args[3] = {INT4OID, INT2OID, INT2OID};
+	Oid			recover_args[4] = {INT4OID, INT2OID, INT2OID, INT8ARRAYOID};
 	Oid			purge_args[1] = {INT4OID};
 
 	if (claim_plan)
@@ -90,14 +115,14 @@ prepare_plans(Oid extoid)
 	claim_plan = prepare(psprintf(
 								  "WITH c AS ("
 								  " SELECT id FROM %s.sms_outbox"
-								  " WHERE state = 'pending' AND next_attempt_at <= now()"
+								  " WHERE state " EQ " 'pending' AND next_attempt_at " LE " " NOW
 								  " ORDER BY priority DESC, next_attempt_at, id"
 								  " LIMIT $1 FOR UPDATE SKIP LOCKED)"
 								  " UPDATE %s.sms_outbox o"
-								  " SET state = 'sending', attempts = o.attempts + 1,"
-								  " last_attempt_at = now(), updated_at = now(),"
+								  " SET state = 'sending', attempts = o.attempts " PLUS " 1,"
+								  " last_attempt_at = " NOW ", updated_at = " NOW ","
 								  " claimed_by = $2"
-								  " FROM c WHERE o.id = c.id"
+								  " FROM c WHERE o.id " EQ " c.id"
 								  " RETURNING " CLAIMED_COLUMNS, s, s),
 						 2, claim_args);
 
@@ -110,12 +135,12 @@ prepare_plans(Oid extoid)
 	claim_unknown_plan = prepare(psprintf(
 										  "WITH c AS ("
 										  " SELECT id FROM %s.sms_outbox"
-										  " WHERE state = 'unknown' AND next_attempt_at <= now()"
+										  " WHERE state " EQ " 'unknown' AND next_attempt_at " LE " " NOW
 										  " ORDER BY priority DESC, next_attempt_at, id"
 										  " LIMIT $1 FOR UPDATE SKIP LOCKED)"
 										  " UPDATE %s.sms_outbox o"
-										  " SET next_attempt_at = now() + make_interval(secs => $2 / 1000.0)"
-										  " FROM c WHERE o.id = c.id"
+										  " SET next_attempt_at = " NOW " " PLUS " " MS_INTERVAL("$2")
+										  " FROM c WHERE o.id " EQ " c.id"
 										  " RETURNING " CLAIMED_COLUMNS, s, s),
 								 2, unknown_args);
 
@@ -134,37 +159,46 @@ prepare_plans(Oid extoid)
 									   " error_code = r.error_code,"
 									   " error_message = r.error_message,"
 									   " num_segments = coalesce(r.num_segments, o.num_segments),"
-									   " price = coalesce(r.price::numeric, o.price),"
+									   " price = coalesce(r.price::pg_catalog.numeric, o.price),"
 									   " price_unit = coalesce(r.price_unit, o.price_unit),"
 									   " next_attempt_at = coalesce(r.next_attempt_at, o.next_attempt_at),"
-									   " sent_at = CASE WHEN r.new_state = 'sent'"
-									   " THEN coalesce(o.sent_at, now()) ELSE o.sent_at END,"
-									   " updated_at = now()"
-									   " FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+									   " sent_at = CASE WHEN r.new_state " EQ " 'sent'"
+									   " THEN coalesce(o.sent_at, " NOW ") ELSE o.sent_at END,"
+									   " updated_at = " NOW
+									   " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+									   " pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5),"
+									   " pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8),"
+									   " pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11),"
+									   " pg_catalog.unnest($12), pg_catalog.unnest($13))"
 									   " AS r(id, expected_state, expected_attempts, new_state,"
 									   " new_attempts, sid, status, error_code, error_message,"
 									   " num_segments, price, price_unit, next_attempt_at)"
-									   " WHERE o.id = r.id"
-									   " AND o.state = r.expected_state::%s.sms_state"
-									   " AND o.attempts = r.expected_attempts", s, s, s),
+									   " WHERE o.id " EQ " r.id"
+									   " AND o.state " EQ " r.expected_state::%s.sms_state"
+									   " AND o.attempts " EQ " r.expected_attempts", s, s, s),
 								   13, wb_args, CURSOR_OPT_GENERIC_PLAN);
 
 	/*
-	 * A row left in 'sending' by a worker that died may have gone out.  A
-	 * worker takes back only its own rows: the other workers' are in flight.
-	 * The first also takes the rows of workers that no longer exist (after
-	 * sms.workers was lowered: that needed a restart, so none of them runs)
-	 * and rows of no worker (set to 'sending' by hand).
+	 * A row in 'sending' that no request of ours is for may have gone out:
+	 * it is 'unknown' until the provider is asked.  At start-up that is every
+	 * row a worker left behind when it stopped; later, a row restored as it
+	 * was dumped with the outbox's triggers disabled.  A worker takes only
+	 * its own rows, less the ones it holds ($4): the other workers' are in
+	 * flight.  The first also takes the rows of workers that no longer exist
+	 * (after sms.workers was lowered: that needed a restart, so none of them
+	 * runs) and rows of no worker.
 	 */
 	recover_plan = prepare(psprintf(
 									"UPDATE %s.sms_outbox SET state = 'unknown',"
-									" next_attempt_at = now() + make_interval(secs => $1 / 1000.0),"
-									" error_message = 'the worker stopped while this message was being sent',"
-									" updated_at = now()"
-									" WHERE state = 'sending'"
-									" AND (claimed_by = $2 OR ($2 = 0 AND"
-									" (claimed_by IS NULL OR claimed_by >= $3)))", s),
-						   3, recover_args);
+									" next_attempt_at = " NOW " " PLUS " " MS_INTERVAL("$1") ","
+									" error_message = 'no request was in flight for this message: the worker"
+									" stopped while sending it, or the row was restored in this state',"
+									" updated_at = " NOW
+									" WHERE state " EQ " 'sending'"
+									" AND (claimed_by " EQ " $2 OR ($2 " EQ " 0 AND"
+									" (claimed_by IS NULL OR claimed_by " GE " $3)))"
+									" AND NOT id " EQ " ANY ($4)", s),
+						   4, recover_args);
 
 	/*
 	 * The earliest due time of a pending or unknown row.  The claim index is
@@ -176,24 +210,25 @@ prepare_plans(Oid extoid)
 	next_due_plan = prepare(psprintf(
 									 "WITH RECURSIVE p AS ("
 									 " (SELECT priority, next_attempt_at FROM %s.sms_outbox"
-									 " WHERE state = 'pending'"
+									 " WHERE state " EQ " 'pending'"
 									 " ORDER BY priority DESC, next_attempt_at LIMIT 1)"
 									 " UNION ALL"
 									 " SELECT x.priority, x.next_attempt_at FROM p,"
 									 " LATERAL (SELECT priority, next_attempt_at FROM %s.sms_outbox"
-									 " WHERE state = 'pending' AND priority < p.priority"
+									 " WHERE state " EQ " 'pending' AND priority " LT " p.priority"
 									 " ORDER BY priority DESC, next_attempt_at LIMIT 1) x)"
-									 " SELECT (SELECT min(next_attempt_at) FROM p),"
-									 " (SELECT min(next_attempt_at) FROM %s.sms_outbox"
-									 " WHERE state = 'unknown')", s, s, s),
+									 " SELECT (SELECT pg_catalog.min(next_attempt_at) FROM p),"
+									 " (SELECT pg_catalog.min(next_attempt_at) FROM %s.sms_outbox"
+									 " WHERE state " EQ " 'unknown')", s, s, s),
 							0, NULL);
 
 	purge_plan = prepare(psprintf(
-								  "DELETE FROM %s.sms_outbox WHERE id IN ("
+								  "DELETE FROM %s.sms_outbox o USING ("
 								  " SELECT id FROM %s.sms_outbox"
-								  " WHERE state IN ('sent', 'failed', 'canceled')"
-								  " AND updated_at < now() - make_interval(secs => $1)"
-								  " LIMIT 10000)", s, s),
+								  " WHERE state " EQ " ANY ('{sent,failed,canceled}'::%s.sms_state[])"
+								  " AND updated_at " LT " (" NOW " " MINUS
+								  " pg_catalog.make_interval(secs => $1::pg_catalog.float8))"
+								  " LIMIT 10000) f WHERE o.id " EQ " f.id", s, s, s),
 						 1, purge_args);
 
 	plans_extension_oid = extoid;
@@ -247,12 +282,23 @@ sms_outbox_commit(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * Make this worker's rows in 'sending' that it holds no job for (held: the
+ * ids of the rows it claimed and has not written back) 'unknown'.
+ */
 int
-sms_outbox_recover_inflight(int worker, int nworkers)
+sms_outbox_recover_inflight(int worker, int nworkers, const int64 *held, int nheld)
 {
-	Datum		args[3] = {Int32GetDatum(sms_reconcile_grace_ms),
-		Int16GetDatum(worker), Int16GetDatum(nworkers)};
+	Datum	   *elems = palloc(sizeof(Datum) * Max(nheld, 1));
+	Datum		args[4];
 
+	for (int i = 0; i < nheld; i++)
+		elems[i] = Int64GetDatum(held[i]);
+	args[0] = Int32GetDatum(sms_reconcile_grace_ms);
+	args[1] = Int16GetDatum(worker);
+	args[2] = Int16GetDatum(nworkers);
+	args[3] = PointerGetDatum(construct_array(elems, nheld, INT8OID, sizeof(int64),
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	if (SPI_execute_plan(recover_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not recover rows left in sending");
 	return (int) SPI_processed;

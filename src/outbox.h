@@ -25,7 +25,8 @@ typedef struct SmsWriteBack
 extern bool sms_outbox_begin(void);
 extern Oid	sms_outbox_extension_oid(void);
 extern void sms_outbox_commit(void);
-extern int	sms_outbox_recover_inflight(int worker, int nworkers);
+extern int	sms_outbox_recover_inflight(int worker, int nworkers,
+										const int64 *held, int nheld);
 extern SmsJob *sms_outbox_claim(int limit, int worker, int *nclaimed);
 extern SmsJob *sms_outbox_claim_unknown(int limit, int lease_ms, int *nclaimed);
 extern int	sms_outbox_write_back(SmsWriteBack *wb, int n);

@@ -59,6 +59,8 @@
 #define MAX_LOOKUPS_IN_FLIGHT 4
 /* how often retention runs */
 #define RETENTION_INTERVAL_MS 60000
+/* how often a worker looks for rows in 'sending' that it holds no job for */
+#define SWEEP_INTERVAL_MS 10000
 
 static const SmsProvider *provider = &sms_twilio_provider;
 
@@ -85,6 +87,7 @@ static int	my_rate = 0;		/* 0: no limit */
 /* what the loop knows about the outbox */
 static bool extension_present = false;
 static bool recovery_pending = false;	/* our rows left 'sending' to take back */
+static TimestampTz next_sweep = 0;	/* when to look for such rows again */
 static bool made_unknown = false;	/* this turn leaves rows 'unknown' */
 static bool handed_back = false;	/* ... or hands claimed rows back */
 static bool recheck_due = false;	/* another worker did: look again */
@@ -566,6 +569,42 @@ plan_write_back(SmsJob *job, SmsWriteBack *wb)
 	}
 }
 
+/* Add the ids of a queue's send jobs to ids[*n]. */
+static void
+add_send_ids(const JobQueue *q, int64 *ids, int *n)
+{
+	for (SmsJob *job = q->head; job; job = job->next)
+		if (job->kind == JOB_SEND)
+			ids[(*n)++] = job->id;
+}
+
+/*
+ * Take back this worker's rows left in 'sending' that it holds no job for:
+ * every such row at start-up, and later any that a restore with the
+ * outbox's triggers disabled brought back in that state.  The rows it holds
+ * (claimed, in flight, or finished and not yet written back) are its own.
+ */
+static int
+recover_rows_not_held(void)
+{
+	int			nin = sms_http_in_flight();
+	int64	   *ids = palloc(sizeof(int64) * (ready.n + done.n + nin + 1));
+	int			n = 0;
+
+	add_send_ids(&ready, ids, &n);
+	add_send_ids(&done, ids, &n);
+	for (int i = 0; i < nin; i++)
+	{
+		SmsJob	   *job = sms_http_in_flight_job(i);
+
+		if (job->kind == JOB_SEND)
+			ids[n++] = job->id;
+	}
+	n = sms_outbox_recover_inflight(sms_worker_slot, sms_workers, ids, n);
+	pfree(ids);
+	return n;
+}
+
 static void
 write_back_done(void)
 {
@@ -660,7 +699,7 @@ turn_wanted(TimestampTz now, bool woken, bool *write_back,
 		*wake_at = earliest(*wake_at, idle_check_at);
 		return *write_back || woken || now >= idle_check_at;
 	}
-	if (recheck_due)
+	if (recheck_due || recovery_pending)
 		*write_back = true;		/* a turn, if only to look at the outbox */
 
 	if (sending_allowed() && low)
@@ -755,9 +794,10 @@ database_turn_once(int send_limit, int lookup_limit)
 	}
 
 	/* until a turn that took our rows back has committed, take them again */
-	if (recovery_pending && sms_outbox_recover_inflight(sms_worker_slot, sms_workers) > 0)
+	if (recovery_pending && recover_rows_not_held() > 0)
 		made_unknown = true;
-	if (recheck_due)
+	/* (a sweep also finds rows restored with the triggers disabled) */
+	if (recheck_due || recovery_pending)
 		query_due = true;
 
 	write_back_done();
@@ -1003,6 +1043,15 @@ sms_worker_main(Datum main_arg)
 	 * most (the turn is retried), never until every request has timed out.
 	 */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * The worker runs as the bootstrap superuser: no name in its statements
+	 * may resolve to an object another role could create, whatever ALTER
+	 * DATABASE ... SET search_path says (a database owner may set it) and
+	 * whatever schema is named after this role ("$user").  Its statements
+	 * name the outbox with its schema and everything else in pg_catalog.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
@@ -1066,6 +1115,12 @@ sms_worker_main(Datum main_arg)
 			recheck_due = true;
 		}
 
+		if (extension_present && now >= next_sweep)
+		{
+			recovery_pending = true;
+			next_sweep = TimestampTzPlusMilliseconds(now, SWEEP_INTERVAL_MS);
+		}
+
 		/*
 		 * Take the wake-up flag only when it can be acted on now; else it
 		 * stays set and is seen once the queue has room again.
@@ -1102,6 +1157,8 @@ sms_worker_main(Datum main_arg)
 			timeout = Min(timeout, curl_timeout);
 		if (sms_retention_s > 0 && extension_present)
 			timeout = Min(timeout, ms_until(next_retention, now));
+		if (extension_present)
+			timeout = Min(timeout, ms_until(next_sweep, now));
 
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitEventSetWait(set, timeout, events, lengthof(events),
