@@ -602,6 +602,12 @@ recover_rows_not_held(void)
 	}
 	n = sms_outbox_recover_inflight(sms_worker_slot, sms_workers, ids, n);
 	pfree(ids);
+	if (n > 0)
+		ereport(LOG,
+				(errmsg_plural("sms: %d message was in state sending with no request in flight",
+							   "sms: %d messages were in state sending with no request in flight",
+							   n, n),
+				 errdetail("A worker stopped while sending them, or they were restored in that state; each is looked up at the provider before it is sent again.")));
 	return n;
 }
 
