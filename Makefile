@@ -7,6 +7,7 @@ MODULE_big = sms
 OBJS = \
 	src/sms.o \
 	src/enqueue.o \
+	src/cancel.o \
 	src/insert.o \
 	src/validate.o \
 	src/encoding.o \

@@ -72,7 +72,11 @@ CREATE INDEX sms_outbox_due_idx ON sms_outbox (state, priority DESC, next_attemp
 	WHERE state IN ('pending', 'unknown', 'sending');
 
 -- Unique where given; the many rows without a key cost no index entries.
-CREATE UNIQUE INDEX sms_outbox_idempotency_key_idx ON sms_outbox (idempotency_key)
+-- A key belongs to the role that used it: another role cannot take a
+-- predictable key first (its own message would then stand for the real
+-- caller's, which would never be queued), nor learn another role's ids by
+-- guessing keys.
+CREATE UNIQUE INDEX sms_outbox_idempotency_key_idx ON sms_outbox (created_by, idempotency_key)
 	WHERE idempotency_key IS NOT NULL;
 
 -- Messages are dumped with the database (pg_dump skips extension tables
@@ -116,21 +120,14 @@ CREATE TRIGGER sms_outbox_wake
 	ON sms_outbox
 	FOR EACH STATEMENT EXECUTE FUNCTION sms_outbox_wake();
 
--- SECURITY DEFINER: a role may cancel without any right to write the
--- outbox, and can move a row nowhere but from pending to canceled.
+-- A role may cancel without any right to write the outbox, and can move a
+-- row nowhere but from pending to canceled: its own rows, or any role's if
+-- it may UPDATE the outbox anyway (see src/cancel.c).
 CREATE FUNCTION sms_cancel(id bigint) RETURNS boolean
-	LANGUAGE sql VOLATILE STRICT SECURITY DEFINER
-	SET search_path = @extschema@, pg_catalog, pg_temp
-	BEGIN ATOMIC
-		WITH c AS (
-			UPDATE @extschema@.sms_outbox o
-			   SET state = 'canceled', updated_at = now()
-			 WHERE o.id = sms_cancel.id AND o.state = 'pending'
-			RETURNING 1)
-		SELECT count(*) > 0 FROM c;
-	END;
+	AS 'MODULE_PATHNAME', 'sms_cancel'
+	LANGUAGE C VOLATILE STRICT;
 
-COMMENT ON FUNCTION sms_cancel(bigint) IS 'cancel a message that is still pending; true if it was';
+COMMENT ON FUNCTION sms_cancel(bigint) IS 'cancel a message of the caller''s that is still pending; true if it was';
 
 CREATE FUNCTION sms_segments(body text) RETURNS int
 	AS 'MODULE_PATHNAME', 'sms_segments'

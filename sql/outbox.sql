@@ -19,19 +19,37 @@ SELECT body, next_attempt_at - created_at AS due_in FROM sms_outbox WHERE body =
 -- a time in the past is simply due now
 SELECT sms_send('+15558675310', '+15017122661', 'past', send_at => now() - interval '1 hour') > 0 AS queued;
 SELECT body, next_attempt_at = created_at AS due_now FROM sms_outbox WHERE body = 'past';
--- direct INSERTs honour send_at too, and cannot forge created_by
+-- direct INSERTs honour send_at too; one by a role that does not own the
+-- outbox cannot forge created_by, while the owner's (a restore's) keeps it
+CREATE ROLE sms_outbox_writer;
+GRANT INSERT ON sms_outbox TO sms_outbox_writer;
+SET ROLE sms_outbox_writer;
 INSERT INTO sms_outbox (to_number, from_number, body, send_at, created_by)
 VALUES ('+15558675310', '+15017122661', 'inserted later', now() + interval '1 day', 'somebody_else');
-SELECT body, next_attempt_at - created_at AS due_in, created_by = current_user AS by_me
+RESET ROLE;
+SELECT body, next_attempt_at - created_at AS due_in, created_by
   FROM sms_outbox WHERE body = 'inserted later';
+INSERT INTO sms_outbox (to_number, from_number, body, created_by)
+VALUES ('+15558675310', '+15017122661', 'restored', 'somebody_else');
+SELECT body, created_by FROM sms_outbox WHERE body = 'restored';
+DELETE FROM sms_outbox WHERE body = 'restored';
 
 -- idempotency_key: the first id comes back, nothing more is queued
 SELECT sms_send('+15558675310', '+15017122661', 'once', idempotency_key => 'k-1') =
 	   sms_send('+15558675310', '+15017122661', 'once again', idempotency_key => 'k-1') AS same_id;
 SELECT count(*) FROM sms_outbox WHERE idempotency_key = 'k-1';
--- a direct INSERT with a used key is a unique violation
+-- a direct INSERT with a used key is a unique violation (terse: the
+-- detail names the role running the test)
+\set VERBOSITY terse
 INSERT INTO sms_outbox (to_number, from_number, body, idempotency_key)
 VALUES ('+15558675310', '+15017122661', 'dup', 'k-1');
+\set VERBOSITY default
+-- but another role has keys of its own: the same key queues its message
+SET ROLE sms_outbox_writer;
+INSERT INTO sms_outbox (to_number, from_number, body, idempotency_key)
+VALUES ('+15558675310', '+15017122661', 'same key, other role', 'k-1');
+RESET ROLE;
+SELECT body, created_by = current_user AS mine FROM sms_outbox WHERE idempotency_key = 'k-1' ORDER BY id;
 
 -- sms_cancel: pending only, once
 SELECT sms_cancel(id) FROM sms_outbox WHERE body = 'later';
@@ -54,6 +72,11 @@ SELECT id FROM sms_outbox WHERE state = 'pending' AND next_attempt_at <= now()
 EXPLAIN (COSTS OFF)
 SELECT id FROM sms_outbox WHERE state = 'unknown' AND next_attempt_at <= now()
  ORDER BY priority DESC, next_attempt_at, id LIMIT 10;
+-- and the worker's look for rows in 'sending' it holds no request for
+EXPLAIN (COSTS OFF)
+SELECT id FROM sms_outbox WHERE state OPERATOR(pg_catalog.=) 'sending'
+   AND claimed_by OPERATOR(pg_catalog.=) 0::int2
+   AND NOT id OPERATOR(pg_catalog.=) ANY ('{1,2}'::int8[]);
 
 -- sms_stats: one row, counts per state
 SELECT pending, sending, unknown, sent, failed, canceled,
@@ -61,3 +84,6 @@ SELECT pending, sending, unknown, sent, failed, canceled,
   FROM sms_stats;
 TRUNCATE sms_outbox;
 SELECT pending, sent, oldest_pending_age FROM sms_stats;
+
+REVOKE ALL ON sms_outbox FROM sms_outbox_writer;
+DROP ROLE sms_outbox_writer;

@@ -16,16 +16,20 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/acl.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -211,16 +215,22 @@ prepare_plans(void)
 	SPI_keepplan(insert_plan);
 
 	/* ON CONFLICT costs a speculative insertion: only when a key is given */
-	sql = psprintf("%s ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL"
-				   " DO NOTHING RETURNING id",
+	/* a key belongs to the role that used it: see sms_outbox_idempotency_key_idx */
+	sql = psprintf("%s ON CONFLICT (created_by, idempotency_key)"
+				   " WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
 				   insert.data);
 	insert_keyed_plan = SPI_prepare(sql, SMS_SEND_NCOLUMNS, argtypes);
 	if (insert_keyed_plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(insert_keyed_plan);
 
-	sql = psprintf("SELECT id FROM %s WHERE idempotency_key = $1 AND idempotency_key IS NOT NULL", table);
-	lookup_key_plan = SPI_prepare(sql, 1, argtypes + SMS_SEND_KEY_COLUMN);
+	/* (the key and created_by are next to each other in the values) */
+	StaticAssertStmt(SMS_SEND_CREATED_BY_COLUMN == SMS_SEND_KEY_COLUMN + 1,
+					 "created_by follows idempotency_key");
+	sql = psprintf("SELECT id FROM %s WHERE idempotency_key OPERATOR(pg_catalog.=) $1"
+				   " AND created_by OPERATOR(pg_catalog.=) $2"
+				   " AND idempotency_key IS NOT NULL", table);
+	lookup_key_plan = SPI_prepare(sql, 2, argtypes + SMS_SEND_KEY_COLUMN);
 	if (lookup_key_plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	SPI_keepplan(lookup_key_plan);
@@ -374,22 +384,42 @@ sms_send(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(id);
 }
 
-/* attribute numbers of the outbox columns the trigger reads or sets */
-typedef struct OutboxAttnums
+/* the columns only the worker sets, empty in a new row */
+static const char *const worker_columns[] = {
+	"last_attempt_at", "claimed_by", "sid", "status", "error_code",
+	"error_message", "num_segments", "price", "price_unit", "sent_at"
+};
+
+/*
+ * What the trigger needs of the outbox, looked up by name once per backend
+ * and outbox, not per row.
+ */
+typedef struct OutboxShape
 {
+	Oid			relid;
+	/* the columns a sender gives, validated */
 	int			to_number;
 	int			from_number;
 	int			body;
 	int			media_urls;
 	int			send_at;
 	int			idempotency_key;
-	int			next_attempt_at;
-	int			created_by;
+	/* the columns the outbox keeps for itself */
+	int			id;
 	int			state;
-} OutboxAttnums;
+	int			attempts;
+	int			next_attempt_at;
+	int			created_at;
+	int			updated_at;
+	int			created_by;
+	int			worker[lengthof(worker_columns)];
+	Oid			id_sequence;	/* the identity sequence of id */
+	Datum		pending;		/* sms_state values */
+	Datum		sending;
+	Datum		unknown;
+} OutboxShape;
 
-static OutboxAttnums cached;
-static Oid	attnums_relid = InvalidOid;
+static OutboxShape shape = {InvalidOid};
 
 static int
 attnum_of(TupleDesc tupdesc, const char *name)
@@ -401,6 +431,43 @@ attnum_of(TupleDesc tupdesc, const char *name)
 	return attnum;
 }
 
+static Datum
+state_value(TupleDesc tupdesc, const char *label)
+{
+	return DirectFunctionCall2(enum_in, CStringGetDatum(label),
+							   ObjectIdGetDatum(TupleDescAttr(tupdesc, shape.state - 1)->atttypid));
+}
+
+static void
+read_shape(Relation rel)
+{
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+
+	if (RelationGetRelid(rel) == shape.relid)
+		return;
+	shape.relid = InvalidOid;
+	shape.to_number = attnum_of(tupdesc, "to_number");
+	shape.from_number = attnum_of(tupdesc, "from_number");
+	shape.body = attnum_of(tupdesc, "body");
+	shape.media_urls = attnum_of(tupdesc, "media_urls");
+	shape.send_at = attnum_of(tupdesc, "send_at");
+	shape.idempotency_key = attnum_of(tupdesc, "idempotency_key");
+	shape.id = attnum_of(tupdesc, "id");
+	shape.state = attnum_of(tupdesc, "state");
+	shape.attempts = attnum_of(tupdesc, "attempts");
+	shape.next_attempt_at = attnum_of(tupdesc, "next_attempt_at");
+	shape.created_at = attnum_of(tupdesc, "created_at");
+	shape.updated_at = attnum_of(tupdesc, "updated_at");
+	shape.created_by = attnum_of(tupdesc, "created_by");
+	for (size_t i = 0; i < lengthof(worker_columns); i++)
+		shape.worker[i] = attnum_of(tupdesc, worker_columns[i]);
+	shape.id_sequence = getIdentitySequence(RelationGetRelid(rel), shape.id, false);
+	shape.pending = state_value(tupdesc, "pending");
+	shape.sending = state_value(tupdesc, "sending");
+	shape.unknown = state_value(tupdesc, "unknown");
+	shape.relid = RelationGetRelid(rel);
+}
+
 static char *
 cstring_attr(HeapTuple tuple, TupleDesc tupdesc, int attnum)
 {
@@ -410,36 +477,83 @@ cstring_attr(HeapTuple tuple, TupleDesc tupdesc, int attnum)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
+/* The columns a trigger sets in a row, and their values. */
+typedef struct RowChanges
+{
+	int			n;
+	int			attnums[16 + lengthof(worker_columns)];
+	Datum		values[16 + lengthof(worker_columns)];
+	bool		nulls[16 + lengthof(worker_columns)];
+} RowChanges;
+
+static void
+set_column(RowChanges *c, int attnum, Datum value, bool isnull)
+{
+	Assert(c->n < lengthof(c->attnums));
+	c->attnums[c->n] = attnum;
+	c->values[c->n] = value;
+	c->nulls[c->n] = isnull;
+	c->n++;
+}
+
+/*
+ * A row inserted by a role that is not the outbox's owner: whatever the
+ * statement said, it is a new message of that role, with a new id, waiting
+ * to be sent.  Such a role could otherwise insert a 'sent' row with a
+ * forged SID, an 'unknown' one that reconciliation would match to another
+ * message, a row in another role's name, or ids ahead of the identity
+ * sequence that make every later sms_send() fail.  (The id the column's
+ * default drew is not used: a trigger cannot tell it from one the statement
+ * chose.)
+ */
+static void
+fresh_row(RowChanges *c, TimestampTz now, TimestampTz due)
+{
+	set_column(c, shape.id, Int64GetDatum(nextval_internal(shape.id_sequence, false)), false);
+	set_column(c, shape.state, shape.pending, false);
+	set_column(c, shape.attempts, Int32GetDatum(0), false);
+	set_column(c, shape.next_attempt_at, TimestampTzGetDatum(due), false);
+	set_column(c, shape.created_at, TimestampTzGetDatum(now), false);
+	set_column(c, shape.updated_at, TimestampTzGetDatum(now), false);
+	set_column(c, shape.created_by,
+			   DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false))),
+			   false);
+	for (size_t i = 0; i < lengthof(worker_columns); i++)
+		set_column(c, shape.worker[i], (Datum) 0, true);
+}
+
 /*
  * BEFORE INSERT OR UPDATE trigger on sms_outbox: validate the row as
- * sms_send() validates its arguments, record who queued it, and make
- * next_attempt_at respect send_at.
+ * sms_send() validates its arguments, and make next_attempt_at respect
+ * send_at.  A row inserted by a role that is not the outbox's owner becomes
+ * a fresh pending message of that role (see fresh_row); one inserted by the
+ * owner (a restore, or a superuser's maintenance) keeps the values given,
+ * sender and state included.
  */
 Datum
 sms_outbox_validate(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Relation	rel;
 	TupleDesc	tupdesc;
 	HeapTuple	tuple;
-	OutboxAttnums a;
+	bool		inserting;
 	bool		isnull;
 	Datum		d;
-	Datum		newvals[3];
-	bool		newnulls[3] = {false, false, false};
-	int			attnums[3];
-	int			nnew = 0;
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TimestampTz due = now;
+	RowChanges	changes;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
 		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
 		elog(ERROR, "sms_outbox_validate must be fired BEFORE, FOR EACH ROW");
 
-	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
-		trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	inserting = TRIGGER_FIRED_BY_INSERT(trigdata->tg_event);
+	tuple = inserting ? trigdata->tg_trigtuple : trigdata->tg_newtuple;
 
 	/* every inserted row wakes the worker at commit, however it came */
-	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	if (inserting)
 		sms_wake_worker_at_commit();
 
 	/*
@@ -452,75 +566,56 @@ sms_outbox_validate(PG_FUNCTION_ARGS)
 		return PointerGetDatum(tuple);
 	}
 
-	tupdesc = trigdata->tg_relation->rd_att;
-	if (RelationGetRelid(trigdata->tg_relation) != attnums_relid)
-	{
-		/* looked up by name once per backend and outbox, not per row */
-		cached.to_number = attnum_of(tupdesc, "to_number");
-		cached.from_number = attnum_of(tupdesc, "from_number");
-		cached.body = attnum_of(tupdesc, "body");
-		cached.media_urls = attnum_of(tupdesc, "media_urls");
-		cached.send_at = attnum_of(tupdesc, "send_at");
-		cached.idempotency_key = attnum_of(tupdesc, "idempotency_key");
-		cached.next_attempt_at = attnum_of(tupdesc, "next_attempt_at");
-		cached.created_by = attnum_of(tupdesc, "created_by");
-		cached.state = attnum_of(tupdesc, "state");
-		attnums_relid = RelationGetRelid(trigdata->tg_relation);
-	}
-	a = cached;
+	rel = trigdata->tg_relation;
+	tupdesc = RelationGetDescr(rel);
+	read_shape(rel);
+	changes.n = 0;
 
-	sms_validate_to(cstring_attr(tuple, tupdesc, a.to_number));
-	sms_validate_from(cstring_attr(tuple, tupdesc, a.from_number));
+	sms_validate_to(cstring_attr(tuple, tupdesc, shape.to_number));
+	sms_validate_from(cstring_attr(tuple, tupdesc, shape.from_number));
 	{
-		Datum		bd = heap_getattr(tuple, a.body, tupdesc, &isnull);
+		Datum		bd = heap_getattr(tuple, shape.body, tupdesc, &isnull);
 		text	   *body = isnull ? NULL : DatumGetTextPP(bd);
-		Datum		md = heap_getattr(tuple, a.media_urls, tupdesc, &isnull);
+		Datum		md = heap_getattr(tuple, shape.media_urls, tupdesc, &isnull);
 		ArrayType  *media = isnull ? NULL : DatumGetArrayTypeP(md);
 
 		sms_validate_content(body, media);
 	}
-	sms_validate_idempotency_key(cstring_attr(tuple, tupdesc, a.idempotency_key));
+	sms_validate_idempotency_key(cstring_attr(tuple, tupdesc, shape.idempotency_key));
 
-	d = heap_getattr(tuple, a.send_at, tupdesc, &isnull);
+	d = heap_getattr(tuple, shape.send_at, tupdesc, &isnull);
 	if (!isnull)
 	{
 		TimestampTz send_at = DatumGetTimestampTz(d);
-		bool		nisnull;
-		Datum		nd = heap_getattr(tuple, a.next_attempt_at, tupdesc, &nisnull);
 
 		sms_validate_send_at(send_at);
-		if (nisnull || DatumGetTimestampTz(nd) < send_at)
-		{
-			attnums[nnew] = a.next_attempt_at;
-			newvals[nnew++] = TimestampTzGetDatum(Max(now, send_at));
-		}
+		due = Max(now, send_at);
 	}
 
-	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+	if (inserting && !has_privs_of_role(GetUserId(), rel->rd_rel->relowner))
+		fresh_row(&changes, now, due);
+	else
 	{
-		Datum		sd = heap_getattr(tuple, a.state, tupdesc, &isnull);
+		bool		nisnull;
+		Datum		nd = heap_getattr(tuple, shape.next_attempt_at, tupdesc, &nisnull);
 
-		/* created_by is the inserting role, whatever the statement said */
-		attnums[nnew] = a.created_by;
-		newvals[nnew++] = DirectFunctionCall1(namein,
-											  CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+		/* not due before send_at */
+		if (nisnull || (due > now && DatumGetTimestampTz(nd) < due))
+			set_column(&changes, shape.next_attempt_at, TimestampTzGetDatum(due), false);
 
 		/*
 		 * A row arriving as 'sending' (a restored dump, say) may have gone
 		 * out: it is 'unknown' until the provider is asked.
 		 */
-		if (!isnull && strcmp(DatumGetCString(DirectFunctionCall1(enum_out, sd)), "sending") == 0)
-		{
-			attnums[nnew] = a.state;
-			newvals[nnew++] = DirectFunctionCall2(enum_in,
-												  CStringGetDatum("unknown"),
-												  ObjectIdGetDatum(TupleDescAttr(tupdesc, a.state - 1)->atttypid));
-		}
+		d = heap_getattr(tuple, shape.state, tupdesc, &isnull);
+		if (inserting && !isnull && DatumGetObjectId(d) == DatumGetObjectId(shape.sending))
+			set_column(&changes, shape.state, shape.unknown, false);
 	}
 
-	if (nnew > 0)
-		tuple = heap_modify_tuple_by_cols(tuple, tupdesc, nnew, attnums,
-										  newvals, newnulls);
+	if (changes.n > 0)
+		tuple = heap_modify_tuple_by_cols(tuple, tupdesc, changes.n,
+										  changes.attnums, changes.values,
+										  changes.nulls);
 
 	return PointerGetDatum(tuple);
 }

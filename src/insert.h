@@ -15,6 +15,7 @@
 #define SMS_SEND_NCOLUMNS 9
 #define SMS_SEND_NARGS 7
 #define SMS_SEND_KEY_COLUMN 6
+#define SMS_SEND_CREATED_BY_COLUMN 7
 extern const char *const sms_send_columns[SMS_SEND_NCOLUMNS];
 extern const Oid sms_send_column_types[SMS_SEND_NCOLUMNS];
 

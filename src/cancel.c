@@ -1,0 +1,115 @@
+/*-------------------------------------------------------------------------
+ *
+ * cancel.c
+ *	  sms_cancel(): a role cancels its own pending messages.
+ *
+ *	  A role granted EXECUTE on sms_cancel needs no right to write the
+ *	  outbox: the update runs as the outbox's owner and can only move a
+ *	  pending row to canceled.  Which rows it may touch depends on who calls:
+ *	  a role cancels the messages it queued (created_by), and only a role
+ *	  that could rewrite any row anyway (the outbox's owner, a superuser, or
+ *	  one granted UPDATE on sms_outbox: the operators) cancels other roles'.
+ *	  A SECURITY DEFINER function in SQL could not tell its caller from its
+ *	  owner, hence C.
+ *
+ *	  As in any SECURITY DEFINER function, the owner's rights come with a
+ *	  search_path of pg_catalog only and a restricted operation, so nothing
+ *	  the caller created can run with them, in the statement or in a trigger
+ *	  on the outbox.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "sms.h"
+
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+PG_FUNCTION_INFO_V1(sms_cancel);
+
+/* The outbox of the extension as it is now, and its owner. */
+static Oid
+current_outbox(Oid *owner, char **qualified_name)
+{
+	Oid			nspid = sms_extension_schema(get_extension_oid("sms", false));
+	Oid			relid = get_relname_relid("sms_outbox", nspid);
+	HeapTuple	tup;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table sms_outbox of extension sms does not exist")));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	*owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	*qualified_name = quote_qualified_identifier(get_namespace_name(nspid), "sms_outbox");
+	return relid;
+}
+
+/*
+ * sms_cancel(id bigint) returns boolean
+ *
+ * True if the message was pending and is now canceled; false if there is no
+ * such message, it is no longer pending, or it is another role's and the
+ * caller may not cancel other roles' messages (which is not told apart, so
+ * that ids of other roles' messages cannot be probed).
+ */
+Datum
+sms_cancel(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+	Oid			caller = GetUserId();
+	Oid			owner;
+	char	   *outbox;
+	Oid			relid = current_outbox(&owner, &outbox);
+	bool		any_role = pg_class_aclcheck(relid, caller, ACL_UPDATE) == ACLCHECK_OK;
+	Oid			argtypes[3] = {INT8OID, BOOLOID, NAMEOID};
+	Datum		args[3];
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+	int			ret;
+
+	args[0] = Int64GetDatum(id);
+	args[1] = BoolGetDatum(any_role);
+	args[2] = DirectFunctionCall1(namein,
+								  CStringGetDatum(GetUserNameFromId(caller, false)));
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute_with_args(psprintf("UPDATE %s SET state = 'canceled',"
+										 " updated_at = pg_catalog.now()"
+										 " WHERE id OPERATOR(pg_catalog.=) $1"
+										 " AND state OPERATOR(pg_catalog.=) 'pending'"
+										 " AND ($2 OR created_by OPERATOR(pg_catalog.=) $3)",
+										 outbox),
+								3, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not cancel message " INT64_FORMAT ": %s",
+			 id, SPI_result_code_string(ret));
+	ret = (int) SPI_processed;
+	SPI_finish();
+
+	/* (on an error, the transaction's abort restores both) */
+	AtEOXact_GUC(true, save_nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	PG_RETURN_BOOL(ret > 0);
+}
