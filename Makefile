@@ -16,7 +16,8 @@ OBJS = \
 	src/http.o \
 	src/twilio.o \
 	src/twilio_json.o \
-	src/worker.o
+	src/worker.o \
+	src/redact.o
 
 EXTENSION = sms
 DATA = sms--1.0.sql

@@ -23,7 +23,6 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -55,9 +54,6 @@ SmsShared  *sms_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
-
-/* settings whose values must never reach the server log */
-static const char *const secret_settings[] = {"sms.auth_token", "sms.api_key_secret"};
 
 void		_PG_init(void);
 
@@ -378,53 +374,13 @@ register_workers(void)
 }
 
 /*
- * Keep secrets out of the server log.  PostgreSQL logs "parameter \"...\"
- * changed to \"...\"" with the new value when the configuration is
- * reloaded, and log_statement may log an ALTER SYSTEM that sets one.  Cut the
- * value from those messages, and hide the statement text of any message
- * logged for a statement that names a secret setting.
+ * Keep the values of secret settings out of the server log (redact.c),
+ * before any other hook sees the report.
  */
 static void
 sms_emit_log_hook(ErrorData *edata)
 {
-	size_t		i;
-
-	for (i = 0; i < lengthof(secret_settings); i++)
-	{
-		const char *name = secret_settings[i];
-		const char *at;
-
-		if (edata->message == NULL)
-			break;
-
-		/*
-		 * Compare the untranslated format, so that a translated server log
-		 * (lc_messages) is redacted as well.
-		 */
-		if (edata->message_id &&
-			strcmp(edata->message_id, "parameter \"%s\" changed to \"%s\"") == 0 &&
-			strstr(edata->message, name) != NULL)
-		{
-			MemoryContext old = MemoryContextSwitchTo(ErrorContext);
-
-			edata->message = psprintf("parameter \"%s\" changed", name);
-			MemoryContextSwitchTo(old);
-		}
-		else if ((strncmp(edata->message, "statement: ", 11) == 0 ||
-				  strncmp(edata->message, "duration: ", 10) == 0) &&
-				 (at = strstr(edata->message, name)) != NULL)
-		{
-			MemoryContext old = MemoryContextSwitchTo(ErrorContext);
-
-			edata->message = psprintf("%.*s%s ... (value hidden)",
-									  (int) (at - edata->message),
-									  edata->message, name);
-			MemoryContextSwitchTo(old);
-		}
-
-		if (debug_query_string && strstr(debug_query_string, name) != NULL)
-			edata->hide_stmt = true;
-	}
+	sms_redact_log_event(edata);
 
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);

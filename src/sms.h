@@ -95,6 +95,9 @@ typedef enum SmsEncoding
 extern SmsEncoding sms_body_encoding(const char *utf8, int len);
 extern int	sms_body_segments(const char *utf8, int len);
 
+/* redact.c */
+extern void sms_redact_log_event(ErrorData *edata);
+
 /* worker.c */
 extern PGDLLEXPORT void sms_worker_main(Datum main_arg);
 
