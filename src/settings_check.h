@@ -1,0 +1,15 @@
+/*-------------------------------------------------------------------------
+ *
+ * settings_check.h
+ *	  Check hooks of sms.api_url.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SMS_SETTINGS_CHECK_H
+#define SMS_SETTINGS_CHECK_H
+
+#include "utils/guc.h"
+
+extern bool sms_check_api_url(char **newval, void **extra, GucSource source);
+
+#endif							/* SMS_SETTINGS_CHECK_H */
