@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * settings_check.c
- *	  Check hooks of the settings that say where requests go: sms.api_url.
+ *	  Check hooks of the settings that say where requests go and how the
+ *	  provider is trusted: sms.api_url and sms.ca_file.
  *
  *	  A mistake caught here is refused where it is made (ALTER SYSTEM, or
  *	  the server log at a reload, which then keeps the old value), instead
@@ -12,11 +13,16 @@
 #include "sms.h"
 #include "settings_check.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "url.h"
 
 /* every refusal of sms.api_url ends with the same example */
 #define API_URL_EXAMPLE "'https://api.twilio.com'"
 
+#define CA_FILE_HINT "Name a readable file of PEM certificates, such as '/etc/ssl/certs/ca-certificates.crt', or set sms.ca_file to '' to verify with the system's certificates."
 
 static bool
 is_loopback_host(const char *host)
@@ -155,4 +161,42 @@ sms_check_api_url(char **newval, void **extra, GucSource source)
 	ok = api_url_acceptable(*newval, &u);
 	sms_url_free(&u);
 	return ok;
+}
+
+/*
+ * sms.ca_file: a file the server can read.  What is in it is left to
+ * libcurl, and a file removed later pauses the queue with the reason; but
+ * a name that leads nowhere is caught here.
+ */
+bool
+sms_check_ca_file(char **newval, void **extra, GucSource source)
+{
+	int			fd;
+	struct stat st;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+
+	/* not blocked by a FIFO, whose open would wait for a writer */
+	fd = open(*newval, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+	{
+		GUC_check_errdetail("Cannot open \"%s\": %m.", *newval);
+		GUC_check_errhint(CA_FILE_HINT);
+		return false;
+	}
+	if (fstat(fd, &st) != 0)
+		GUC_check_errdetail("Cannot read \"%s\": %m.", *newval);
+	else if (S_ISDIR(st.st_mode))
+		GUC_check_errdetail("\"%s\" is a directory.", *newval);
+	else if (!S_ISREG(st.st_mode))
+		GUC_check_errdetail("\"%s\" is not a regular file.", *newval);
+	else
+	{
+		close(fd);
+		return true;
+	}
+	close(fd);
+	GUC_check_errhint(CA_FILE_HINT);
+	return false;
 }

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * settings_check.h
- *	  Check hooks of sms.api_url.
+ *	  Check hooks of sms.api_url and sms.ca_file.
  *
  *-------------------------------------------------------------------------
  */
@@ -11,5 +11,6 @@
 #include "utils/guc.h"
 
 extern bool sms_check_api_url(char **newval, void **extra, GucSource source);
+extern bool sms_check_ca_file(char **newval, void **extra, GucSource source);
 
 #endif							/* SMS_SETTINGS_CHECK_H */

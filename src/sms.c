@@ -260,7 +260,7 @@ define_settings(void)
 							   "",
 							   PGC_SIGHUP,
 							   0,
-							   NULL, NULL, NULL);
+							   sms_check_ca_file, NULL, NULL);
 
 	DefineCustomIntVariable("sms.retention",
 							"Age after which finished messages are deleted; 0 keeps them.",
