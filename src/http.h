@@ -21,5 +21,6 @@ extern SmsJob *sms_http_next_done(void);
 extern int	sms_http_in_flight(void);
 extern SmsJob *sms_http_any_in_flight(void);
 extern void sms_http_abort(SmsJob *job);
+extern char *sms_http_setting_failure(const SmsJob *job, const char *base_url);
 
 #endif							/* SMS_HTTP_H */

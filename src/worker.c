@@ -302,8 +302,8 @@ enter_pause(const char *reason)
 	abandon_ready();
 	ereport(LOG,
 			(errmsg("sms: sending paused: %s", reason),
-			 errdetail("The provider refused a request for a reason that applies to every message, so no message is failed for it."),
-			 errhint("Fix the account or the settings (sms.account_sid, sms.auth_token, sms.api_key_sid, sms.api_key_secret), then reload the configuration; the worker also retries one message every %d seconds.",
+			 errdetail("A request failed for a reason that applies to every message, so no message is failed for it and no attempt is counted."),
+			 errhint("Fix the cause (the account, the credentials, sms.api_url, sms.ca_file or the network), then reload the configuration; the worker also tries one message every %d seconds.",
 					 PAUSE_PROBE_MS / 1000)));
 	update_condition();
 }
