@@ -6,6 +6,8 @@
 MODULE_big = sms
 OBJS = \
 	src/sms.o \
+	src/settings_check.o \
+	src/url.o \
 	src/enqueue.o \
 	src/cancel.o \
 	src/insert.o \

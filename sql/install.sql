@@ -47,5 +47,9 @@ ALTER SYSTEM SET sms.api_url = 'http://api.twilio.com';
 ALTER SYSTEM SET sms.api_url = 'ftp://127.0.0.1';
 ALTER SYSTEM SET sms.api_url = 'http://127.0.0.1:8080';
 ALTER SYSTEM SET sms.api_url = 'http://localhost.example.com';
+-- judged on the parsed URL: the host here is example.com, not 127.0.0.1
+ALTER SYSTEM SET sms.api_url = 'http://127.0.0.1:x@example.com/';
 ALTER SYSTEM RESET sms.api_url;
+-- a CA file must be readable when it is set
+ALTER SYSTEM SET sms.ca_file = '/nonexistent/ca.pem';
 ALTER SYSTEM SET sms.account_sid = 'AC123';

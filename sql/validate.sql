@@ -83,7 +83,14 @@ SELECT left(u, 40) AS url, try_send('+15558675310', '+15017122661', 'hi', ARRAY[
 	('https://exa mple.com/a.png'), ('example.com/a.png'), ('javascript:alert(1)'),
 	(E'https://example.com/\r\nX-Injected: 1'), ('https://example.com/ü.png'),
 	('HTTPS://EXAMPLE.COM/A.PNG'), ('https://' || repeat('a', 2041)),
-	('https://' || repeat('a', 2040))) v(u);
+	('https://' || repeat('a', 2040)),
+	-- judged on the parts libcurl finds: none of the first six has a host,
+	-- the seventh's port is no port, the last is a fine URL with a fragment
+	('https://?'), ('https://@/'), ('http:///x'), ('http:/x'), ('https://#'),
+	('https://:443/a.png'), ('https://example.com:99999/a.png'),
+	('https://example.com/a.png#x')) v(u);
+-- in full: the message names the argument, the hint gives a valid URL
+SELECT sms_send('+15558675310', '+15017122661', 'hi', ARRAY['https://?']);
 SELECT try_send('+15558675310', '+15017122661', 'hi', '{{https://a.example/1},{https://a.example/2}}');
 
 -- send_at, priority, idempotency_key

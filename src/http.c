@@ -400,6 +400,7 @@ sms_http_next_done(void)
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &job);
 		job->curl_result = msg->data.result;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &job->http_status);
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_OS_ERRNO, &job->os_errno);
 		note_request_sent(job);
 		release_easy(job);
 		return job;
@@ -436,4 +437,73 @@ sms_http_abort(SmsJob *job)
 {
 	note_request_sent(job);
 	release_easy(job);
+}
+
+/*
+ * A failure before any byte of the request left, that no message caused and
+ * that every request would meet alike: the settings (sms.api_url,
+ * sms.ca_file), the TLS set-up or handshake, name resolution, or no server
+ * to connect to.  Returns why, for the pause, naming the server as base_url
+ * (sms.api_url, which holds no credentials); NULL for a failure that may be
+ * this request's alone.  The reason stays the same from one failure to the
+ * next (no timings in it), so a pause is logged once, not at every probe.
+ */
+char *
+sms_http_setting_failure(const SmsJob *job, const char *base_url)
+{
+	const char *what = job->curl_error[0] ? job->curl_error :
+		curl_easy_strerror(job->curl_result);
+
+	if (job->request_sent)
+		return NULL;
+
+	switch (job->curl_result)
+	{
+		case CURLE_UNSUPPORTED_PROTOCOL:
+		case CURLE_URL_MALFORMAT:
+		case CURLE_NOT_BUILT_IN:
+			return psprintf("libcurl cannot send to %s: %s", base_url, what);
+		case CURLE_COULDNT_RESOLVE_PROXY:
+			return psprintf("cannot resolve the host name of the proxy for %s", base_url);
+		case CURLE_COULDNT_RESOLVE_HOST:
+			return psprintf("cannot resolve the host name of %s", base_url);
+		case CURLE_COULDNT_CONNECT:
+			/* curl's own text has the time it took; the system's does not */
+			if (job->os_errno != 0)
+				return psprintf("cannot connect to %s: %s", base_url,
+								strerror((int) job->os_errno));
+			return psprintf("cannot connect to %s", base_url);
+		case CURLE_OPERATION_TIMEDOUT:
+			return psprintf("cannot connect to %s: timed out before the request could be sent",
+							base_url);
+		case CURLE_SSL_CONNECT_ERROR:
+			return psprintf("TLS handshake with %s failed: %s", base_url, what);
+		case CURLE_PEER_FAILED_VERIFICATION:
+			return psprintf("cannot verify the certificate of %s: %s", base_url, what);
+		case CURLE_SSL_CACERT_BADFILE:
+			if (sms_ca_file == NULL || sms_ca_file[0] == '\0')
+				return psprintf("cannot load the system's CA certificates: %s", what);
+			if (access(sms_ca_file, R_OK) != 0)
+			{
+				int			save_errno = errno;
+
+				return psprintf("cannot load sms.ca_file \"%s\": %s", sms_ca_file,
+								strerror(save_errno));
+			}
+			return psprintf("cannot load sms.ca_file \"%s\": no PEM certificates could be read from it",
+							sms_ca_file);
+		case CURLE_SSL_CERTPROBLEM:
+		case CURLE_SSL_CIPHER:
+		case CURLE_SSL_ENGINE_NOTFOUND:
+		case CURLE_SSL_ENGINE_SETFAILED:
+		case CURLE_SSL_ENGINE_INITFAILED:
+		case CURLE_SSL_CRL_BADFILE:
+		case CURLE_SSL_ISSUER_ERROR:
+		case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+		case CURLE_SSL_INVALIDCERTSTATUS:
+		case CURLE_SSL_CLIENTCERT:
+			return psprintf("TLS set-up for %s failed: %s", base_url, what);
+		default:
+			return NULL;
+	}
 }

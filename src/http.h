@@ -22,5 +22,6 @@ extern int	sms_http_in_flight(void);
 extern SmsJob *sms_http_in_flight_job(int i);
 extern SmsJob *sms_http_any_in_flight(void);
 extern void sms_http_abort(SmsJob *job);
+extern char *sms_http_setting_failure(const SmsJob *job, const char *base_url);
 
 #endif							/* SMS_HTTP_H */

@@ -33,7 +33,8 @@ typedef enum SmsOutcome
 	OUTCOME_RETRY,				/* never reached the provider: pending, backoff */
 	OUTCOME_FAILED,				/* the provider refused this message: failed */
 	OUTCOME_UNKNOWN,			/* may or may not exist: unknown, reconcile */
-	OUTCOME_PAUSE,				/* account-wide refusal: pending, queue paused */
+	OUTCOME_PAUSE,				/* every message would fail alike (the account,
+								 * the settings): pending, queue paused */
 	OUTCOME_RESEND,				/* lookup found nothing: pending, send again */
 	OUTCOME_LOOKUP_AGAIN,		/* lookup itself failed: stay unknown */
 	OUTCOME_ABANDONED			/* stopped before any byte was sent: pending */
@@ -74,6 +75,7 @@ typedef struct SmsJob
 	int			prereq_calls;	/* requests curl was about to make */
 	bool		retry_refused;	/* we stopped curl from silently resending */
 	char		curl_error[CURL_ERROR_SIZE];
+	long		os_errno;		/* the system's error of a failed connect */
 
 	/* the outcome, written back */
 	SmsOutcome	outcome;

@@ -7,6 +7,7 @@
  *-------------------------------------------------------------------------
  */
 #include "sms.h"
+#include "settings_check.h"
 
 #include <ctype.h>
 
@@ -96,37 +97,6 @@ check_api_key_sid(char **newval, void **extra, GucSource source)
 	return check_sid_setting(newval, "SK", "An API key SID");
 }
 
-/* Does an http:// URL name this machine (the only place plain HTTP may go)? */
-static bool
-is_loopback_http(const char *url)
-{
-	static const char *const hosts[] = {"127.0.0.1", "localhost", "[::1]"};
-	size_t		i;
-
-	if (pg_strncasecmp(url, "http://", 7) != 0)
-		return false;
-	for (i = 0; i < lengthof(hosts); i++)
-	{
-		size_t		len = strlen(hosts[i]);
-
-		if (pg_strncasecmp(url + 7, hosts[i], len) == 0 &&
-			(url[7 + len] == '\0' || url[7 + len] == ':' || url[7 + len] == '/'))
-			return true;
-	}
-	return false;
-}
-
-static bool
-check_api_url(char **newval, void **extra, GucSource source)
-{
-	if (*newval == NULL)
-		return true;
-	if (pg_strncasecmp(*newval, "https://", 8) == 0 || is_loopback_http(*newval))
-		return true;
-	GUC_check_errdetail("The API URL must start with \"https://\"; credentials are never sent unencrypted, so \"http://\" is accepted only for a test server on this machine (127.0.0.1, localhost or [::1]).");
-	return false;
-}
-
 static bool
 check_provider(char **newval, void **extra, GucSource source)
 {
@@ -164,7 +134,7 @@ define_settings(void)
 							   "https://api.twilio.com",
 							   PGC_SIGHUP,
 							   0,
-							   check_api_url, NULL, NULL);
+							   sms_check_api_url, NULL, NULL);
 
 	DefineCustomStringVariable("sms.account_sid",
 							   "Provider account SID (AC followed by 32 hex digits).",
@@ -286,7 +256,7 @@ define_settings(void)
 							   "",
 							   PGC_SIGHUP,
 							   0,
-							   NULL, NULL, NULL);
+							   sms_check_ca_file, NULL, NULL);
 
 	DefineCustomIntVariable("sms.retention",
 							"Age after which finished messages are deleted; 0 keeps them.",

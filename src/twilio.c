@@ -260,7 +260,13 @@ set_error(SmsJob *job, int code, const char *fmt,...)
 	job->error_message = buf.data;
 }
 
-/* a transport failure: did the request leave? */
+/*
+ * A transport failure.  A request that left may have created the message:
+ * unknown, to be looked up.  One that did not leave, for a reason every
+ * request would meet (the settings, TLS, name resolution, no server), is
+ * no message's fault: the queue pauses and the attempt is given back.
+ * Anything else before the request left is retried after the backoff.
+ */
 static void
 transport_failure(SmsJob *job)
 {
@@ -274,7 +280,14 @@ transport_failure(SmsJob *job)
 	set_error(job, 0, "%s: %s",
 			  job->request_sent ? "transport error after the request was sent" :
 			  "transport error before the request was sent", what);
-	job->outcome = job->request_sent ? OUTCOME_UNKNOWN : OUTCOME_RETRY;
+	if (job->request_sent)
+	{
+		job->outcome = OUTCOME_UNKNOWN;
+		return;
+	}
+	job->pause_reason = sms_http_setting_failure(job,
+												 psprintf("%.*s", api_base_len(), sms_api_url));
+	job->outcome = job->pause_reason ? OUTCOME_PAUSE : OUTCOME_RETRY;
 }
 
 static int

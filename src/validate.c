@@ -18,6 +18,8 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "url.h"
+
 #define MAX_BODY_CHARS 1600
 #define MAX_MEDIA_URLS 10
 #define MAX_MEDIA_URL_LEN 2048
@@ -152,34 +154,41 @@ sms_validate_from(const char *from_number)
 				 errhint("For example '+15017122661', '12345', 'ACME' or 'MG9752274e9e519418a7406176694466fa'.")));
 }
 
+/*
+ * An absolute http or https URL with a host, judged on the parts libcurl
+ * finds in it: "https://?" or "http:///x" have no host, whatever their text
+ * begins with.
+ */
 static void
 validate_media_url(const char *url)
 {
+	bool		ok = strlen(url) <= MAX_MEDIA_URL_LEN;
 	const char *p;
-	const char *host;
-	size_t		len = strlen(url);
 
-	if (pg_strncasecmp(url, "https://", 8) == 0)
-		host = url + 8;
-	else if (pg_strncasecmp(url, "http://", 7) == 0)
-		host = url + 7;
-	else
-		host = NULL;
-
-	for (p = url; host && *p; p++)
+	/* non-ASCII must be percent-encoded; no spaces or controls */
+	for (p = url; ok && *p; p++)
 	{
 		unsigned char c = (unsigned char) *p;
 
-		/* non-ASCII must be percent-encoded; no spaces or controls */
 		if (c <= 0x20 || c >= 0x7f)
-			host = NULL;
+			ok = false;
 	}
 
-	if (host == NULL || *host == '\0' || *host == '/' || len > MAX_MEDIA_URL_LEN)
+	if (ok)
+	{
+		SmsUrl		u;
+
+		ok = sms_url_parse(url, &u) == CURLUE_OK &&
+			(strcmp(u.scheme, "https") == 0 || strcmp(u.scheme, "http") == 0) &&
+			u.host != NULL && u.host[0] != '\0';
+		sms_url_free(&u);
+	}
+
+	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid URL in media_urls: \"%s\"", excerpt(url)),
-				 errdetail("Each media URL must be an absolute http or https URL of at most %d characters, without spaces or control characters.",
+				 errdetail("Each media URL must be an absolute http or https URL with a host name, of at most %d characters, without spaces or control characters.",
 						   MAX_MEDIA_URL_LEN),
 				 errhint("For example 'https://example.com/image.png'.")));
 }

@@ -53,7 +53,10 @@
 /* sockets served between two looks for finished requests, and rounds */
 #define SOCKETS_PER_ROUND 16
 #define MAX_SOCKET_ROUNDS 8
-/* while paused, try one message this often to see if the cause is gone */
+/*
+ * While paused, try one message now and then to see if the cause is gone:
+ * first after sms.retry_base, then at doubling intervals up to this.
+ */
 #define PAUSE_PROBE_MS 30000
 /* lookups in flight at most: reconciliation must not flood the provider */
 #define MAX_LOOKUPS_IN_FLIGHT 4
@@ -99,6 +102,7 @@ static TimestampTz unknown_due = 0;
 static bool paused = false;
 static char *pause_reason = NULL;
 static TimestampTz probe_at = 0;
+static int	probe_interval_ms = PAUSE_PROBE_MS;
 static const char *missing = NULL;	/* settings the provider lacks */
 
 /* a token bucket holding at most one second's worth of its rate */
@@ -292,6 +296,10 @@ abandon_ready(void)
 	}
 }
 
+/*
+ * Pause for a reason every message would meet.  A new reason while paused
+ * is logged too, but keeps the probes' schedule.
+ */
 static void
 enter_pause(const char *reason)
 {
@@ -300,15 +308,29 @@ enter_pause(const char *reason)
 	if (pause_reason)
 		pfree(pause_reason);
 	pause_reason = MemoryContextStrdup(TopMemoryContext, reason);
+	if (!paused)
+	{
+		/* the first probe soon: a network fault may pass in a moment */
+		probe_interval_ms = Min(sms_retry_base_ms, PAUSE_PROBE_MS);
+		probe_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											   probe_interval_ms);
+	}
 	paused = true;
-	probe_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PAUSE_PROBE_MS);
 	abandon_ready();
 	ereport(LOG,
 			(errmsg("sms: sending paused: %s", reason),
-			 errdetail("The provider refused a request for a reason that applies to every message, so no message is failed for it."),
-			 errhint("Fix the account or the settings \"sms.account_sid\", \"sms.auth_token\", \"sms.api_key_sid\" and \"sms.api_key_secret\", then reload the configuration; the worker also retries one message every %d seconds.",
+			 errdetail("A request failed for a reason that applies to every message, so no message is failed for it and no attempt is counted."),
+			 errhint("Fix the cause (the account, the credentials, \"sms.api_url\", \"sms.ca_file\" or the network), then reload the configuration; meanwhile the worker tries one message after \"sms.retry_base\", then at doubling intervals up to every %d seconds.",
 					 PAUSE_PROBE_MS / 1000)));
 	update_condition();
+}
+
+/* Each probe of a pause comes later than the last, up to PAUSE_PROBE_MS. */
+static void
+schedule_probe(TimestampTz now)
+{
+	probe_interval_ms = Min(probe_interval_ms * 2, PAUSE_PROBE_MS);
+	probe_at = TimestampTzPlusMilliseconds(now, probe_interval_ms);
 }
 
 static void
@@ -720,8 +742,9 @@ turn_wanted(TimestampTz now, bool woken, bool *write_back,
 			 sms_http_in_flight() == 0)
 	{
 		/*
-		 * One message every PAUSE_PROBE_MS tells whether the cause of a pause
-		 * is gone.  (With requests in flight, their completion wakes us.)
+		 * One message now and then (see schedule_probe) tells whether the
+		 * cause of a pause is gone.  (With requests in flight, their
+		 * completion wakes us.)
 		 */
 		if (now >= probe_at)
 			*send_limit = 1;
@@ -811,7 +834,7 @@ database_turn_once(int send_limit, int lookup_limit)
 	if (send_limit > 0)
 	{
 		if (paused)
-			probe_at = TimestampTzPlusMilliseconds(now, PAUSE_PROBE_MS);
+			schedule_probe(now);
 		sends = sms_outbox_claim(send_limit, sms_worker_slot, &n);
 		more_pending = (n == send_limit);
 		if (!more_pending)

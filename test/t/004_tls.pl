@@ -1,7 +1,8 @@
 
 # TLS: the worker verifies the provider's certificate and host name, always.
 # A self-signed emulator is refused until sms.ca_file names its certificate;
-# a certificate for another host is refused even then.
+# a certificate for another host is refused even then.  Either refusal would
+# meet every message alike, so it pauses the queue: no attempt is counted.
 
 use strict;
 use warnings;
@@ -35,14 +36,16 @@ my $node = sms_node('tls', $emu);
 
 my $id = $node->safe_psql('postgres',
 	q{SELECT sms_send('+15558670501', '+15017122661', 'over TLS')});
-wait_for_rows($node, "SELECT attempts >= 2 AND state = 'pending' FROM sms_outbox WHERE id = $id", 't',
-	'self-signed certificate without sms.ca_file: attempts fail');
-my ($state, $err) = split /\|/, $node->safe_psql('postgres',
-	"SELECT state, error_message FROM sms_outbox WHERE id = $id");
-# between two attempts it is pending, during one sending; never unknown,
-# which would mean a request might have left
-like($state, qr/^(pending|sending)$/, "the message waits (the request never left): $state");
-like($err, qr/certificate|SSL/i, "the error says why: $err");
+my $paused = 'paused: cannot verify the certificate of ' . $emu->url . ': ';
+wait_for_rows($node, "SELECT left(worker, @{[ length($paused) ]}) FROM sms_stats", $paused,
+	'self-signed certificate without sms.ca_file: the queue pauses');
+like($node->safe_psql('postgres', 'SELECT worker FROM sms_stats'), qr/certificate/,
+	'the condition says why');
+wait_for_rows($node, "SELECT state || ' ' || attempts FROM sms_outbox WHERE id = $id", 'pending 0',
+	'self-signed certificate: the message waits with no attempt counted');
+like($node->safe_psql('postgres', "SELECT error_message FROM sms_outbox WHERE id = $id"),
+	qr/^transport error before the request was sent: .*certificate/i,
+	'the row says why, and that the request never left');
 is(scalar(@{ $emu->messages }), 0, 'nothing reached the emulator');
 
 $node->append_conf('postgresql.conf', "sms.ca_file = '$crt'\n");
@@ -51,6 +54,8 @@ wait_for_rows($node, "SELECT state FROM sms_outbox WHERE id = $id", 'sent',
 	'with sms.ca_file naming the certificate: sent');
 like($node->safe_psql('postgres', "SELECT sid FROM sms_outbox WHERE id = $id"),
 	qr/^SM[0-9a-f]{32}$/, 'SID written back over HTTPS');
+is($node->safe_psql('postgres', "SELECT attempts FROM sms_outbox WHERE id = $id"), 1,
+	'one attempt counted: the one that sent it');
 is_deeply($emu->created_per_body, { 'over TLS' => 1 }, 'one message created');
 $node->stop;
 $emu->stop;
@@ -61,10 +66,13 @@ $emu = start_emulator(tls_cert => $other_crt, tls_key => $other_key, insecure_co
 $node = sms_node('tls_host', $emu, conf => "sms.ca_file = '$other_crt'\n");
 $id = $node->safe_psql('postgres',
 	q{SELECT sms_send('+15558670502', '+15017122661', 'wrong host')});
-wait_for_rows($node, "SELECT attempts >= 2 AND state = 'pending' FROM sms_outbox WHERE id = $id", 't',
-	'certificate for another host: attempts fail');
-like($node->safe_psql('postgres', "SELECT error_message FROM sms_outbox WHERE id = $id"),
-	qr/certificate|SSL|host/i, 'the error names the certificate problem');
+$paused = 'paused: cannot verify the certificate of ' . $emu->url . ': ';
+wait_for_rows($node, "SELECT left(worker, @{[ length($paused) ]}) FROM sms_stats", $paused,
+	'certificate for another host: the queue pauses');
+like($node->safe_psql('postgres', 'SELECT worker FROM sms_stats'), qr/host name/,
+	'the condition names the host name problem');
+wait_for_rows($node, "SELECT state || ' ' || attempts FROM sms_outbox WHERE id = $id", 'pending 0',
+	'certificate for another host: the message waits with no attempt counted');
 is(scalar(@{ $emu->messages }), 0, 'nothing reached the emulator');
 
 $node->stop;
