@@ -18,7 +18,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(start_emulator sms_node wait_for_rows queue_messages exactly_once);
+our @EXPORT = qw(start_emulator sms_node wait_for_rows queue_messages exactly_once make_cert);
 
 our $ACCOUNT_SID = 'ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
 our $AUTH_TOKEN = 'emulator-token';
@@ -86,6 +86,24 @@ sms.reconcile_rate = 1000
 	$node->safe_psql('postgres', 'CREATE EXTENSION sms')
 	  unless $opts{no_extension};
 	return $node;
+}
+
+# A self-signed certificate and its key, made in $dir for the subject
+# alternative names $san (e.g. "IP:127.0.0.1,DNS:localhost"); returns the
+# two files' names.
+sub make_cert
+{
+	my ($dir, $name, $san) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run(
+		[
+			'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+			'-days', '2', '-subj', '/CN=sms-test',
+			'-addext', "subjectAltName=$san",
+			'-keyout', "$dir/$name.key", '-out', "$dir/$name.crt"
+		],
+		'>', \$out, '2>', \$err) or die "openssl failed: $err";
+	return ("$dir/$name.crt", "$dir/$name.key");
 }
 
 # Wait until $sql (returning one value) returns $expected.

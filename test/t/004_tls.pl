@@ -14,22 +14,8 @@ use SmsTest;
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
 
-sub make_cert
-{
-	my ($name, $san) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run(
-		[
-			'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
-			'-days', '2', '-subj', '/CN=sms-test',
-			'-addext', "subjectAltName=$san",
-			'-keyout', "$dir/$name.key", '-out', "$dir/$name.crt"
-		],
-		'>', \$out, '2>', \$err) or die "openssl failed: $err";
-	return ("$dir/$name.crt", "$dir/$name.key");
-}
 
-my ($crt, $key) = make_cert('good', 'IP:127.0.0.1,DNS:localhost');
+my ($crt, $key) = make_cert($dir, 'good', 'IP:127.0.0.1,DNS:localhost');
 my $emu = start_emulator(tls_cert => $crt, tls_key => $key);
 like($emu->url, qr{^https://127\.0\.0\.1:}, 'the emulator serves HTTPS');
 my $node = sms_node('tls', $emu);
@@ -61,7 +47,7 @@ $node->stop;
 $emu->stop;
 
 # a trusted certificate for another host name is still refused
-my ($other_crt, $other_key) = make_cert('other', 'DNS:api.example.com');
+my ($other_crt, $other_key) = make_cert($dir, 'other', 'DNS:api.example.com');
 $emu = start_emulator(tls_cert => $other_crt, tls_key => $other_key, insecure_control => 1);
 $node = sms_node('tls_host', $emu, conf => "sms.ca_file = '$other_crt'\n");
 $id = $node->safe_psql('postgres',

@@ -24,20 +24,6 @@ use SmsTest;
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
 
-sub make_cert
-{
-	my ($name, $san) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run(
-		[
-			'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
-			'-days', '2', '-subj', '/CN=sms-test',
-			'-addext', "subjectAltName=$san",
-			'-keyout', "$dir/$name.key", '-out', "$dir/$name.crt"
-		],
-		'>', \$out, '2>', \$err) or die "openssl failed: $err";
-	return ("$dir/$name.crt", "$dir/$name.key");
-}
 
 my $emu = start_emulator();
 my $port = $emu->{port};
@@ -95,7 +81,7 @@ for my $good ('https://api.twilio.com', 'https://api.twilio.com/',
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET sms.api_url');
 
 # --- sms.ca_file: a file that cannot be read is refused when it is set
-my ($crt, $key) = make_cert('good', 'IP:127.0.0.1,DNS:localhost');
+my ($crt, $key) = make_cert($dir, 'good', 'IP:127.0.0.1,DNS:localhost');
 my ($ret, $out, $err) = $node->psql('postgres',
 	"ALTER SYSTEM SET sms.ca_file = '$dir/missing.crt'");
 isnt($ret, 0, 'ca_file missing: refused');
