@@ -106,7 +106,7 @@ api_url_acceptable(const char *url, SmsUrl *u)
 	{
 		GUC_check_errdetail("The API URL must not contain a user name or password (the part before \"@\"; the host here is \"%s\"): every role can read this setting, and the server log records it.",
 							u->host);
-		GUC_check_errhint("Put the credentials in sms.account_sid and sms.auth_token, and only the scheme, host and port here, as in " API_URL_EXAMPLE ".");
+		GUC_check_errhint("Put the credentials in \"sms.account_sid\" and \"sms.auth_token\", and only the scheme, host and port here, as in " API_URL_EXAMPLE ".");
 		return false;
 	}
 	if (strcmp(u->scheme, "http") == 0 && !is_loopback_host(u->host))
