@@ -451,11 +451,18 @@ sms_http_abort(SmsJob *job)
 char *
 sms_http_setting_failure(const SmsJob *job, const char *base_url)
 {
-	const char *what = job->curl_error[0] ? job->curl_error :
-		curl_easy_strerror(job->curl_result);
+	char	   *what;
+	int			len;
 
 	if (job->request_sent)
 		return NULL;
+
+	/* curl's text, without the trailing space some of its messages have */
+	what = pstrdup(job->curl_error[0] ? job->curl_error :
+				   curl_easy_strerror(job->curl_result));
+	len = strlen(what);
+	while (len > 0 && isspace((unsigned char) what[len - 1]))
+		what[--len] = '\0';
 
 	switch (job->curl_result)
 	{
