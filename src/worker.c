@@ -54,8 +54,9 @@
 #define SOCKETS_PER_ROUND 16
 #define MAX_SOCKET_ROUNDS 8
 /*
- * While paused, try one message now and then to see if the cause is gone:
- * first after sms.retry_base, then at doubling intervals up to this.
+ * While paused, try one message this often to see if the cause is gone;
+ * after a network failure, first after sms.retry_base and then at doubling
+ * intervals up to this.
  */
 #define PAUSE_PROBE_MS 30000
 /* lookups in flight at most: reconciliation must not flood the provider */
@@ -297,11 +298,14 @@ abandon_ready(void)
 }
 
 /*
- * Pause for a reason every message would meet.  A new reason while paused
- * is logged too, but keeps the probes' schedule.
+ * Pause for a reason every message would meet.  A failure to reach the
+ * provider (transport) may pass in a moment, so the first probe comes soon;
+ * a refusal by the provider (the account, the credentials) will not, and
+ * probing it often would only add refused requests.  A new reason while
+ * paused is logged too, but keeps the probes' schedule.
  */
 static void
-enter_pause(const char *reason)
+enter_pause(const char *reason, bool transport)
 {
 	if (paused && strcmp(reason, pause_reason) == 0)
 		return;
@@ -310,8 +314,8 @@ enter_pause(const char *reason)
 	pause_reason = MemoryContextStrdup(TopMemoryContext, reason);
 	if (!paused)
 	{
-		/* the first probe soon: a network fault may pass in a moment */
-		probe_interval_ms = Min(sms_retry_base_ms, PAUSE_PROBE_MS);
+		probe_interval_ms = transport ?
+			Min(sms_retry_base_ms, PAUSE_PROBE_MS) : PAUSE_PROBE_MS;
 		probe_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 											   probe_interval_ms);
 	}
@@ -320,7 +324,10 @@ enter_pause(const char *reason)
 	ereport(LOG,
 			(errmsg("sms: sending paused: %s", reason),
 			 errdetail("A request failed for a reason that applies to every message, so no message is failed for it and no attempt is counted."),
-			 errhint("Fix the cause (the account, the credentials, \"sms.api_url\", \"sms.ca_file\" or the network), then reload the configuration; meanwhile the worker tries one message after \"sms.retry_base\", then at doubling intervals up to every %d seconds.",
+			 transport ?
+			 errhint("Fix the cause (\"sms.api_url\", \"sms.ca_file\" or the network), then reload the configuration; meanwhile the worker tries one message after \"sms.retry_base\", then at doubling intervals up to every %d seconds.",
+					 PAUSE_PROBE_MS / 1000) :
+			 errhint("Fix the account or the settings \"sms.account_sid\", \"sms.auth_token\", \"sms.api_key_sid\", \"sms.api_key_secret\" and \"sms.api_url\", then reload the configuration; meanwhile the worker tries one message every %d seconds.",
 					 PAUSE_PROBE_MS / 1000)));
 	update_condition();
 }
@@ -484,7 +491,7 @@ collect_finished(void)
 			leave_pause("a message was accepted");
 		if (job->outcome == OUTCOME_PAUSE ||
 			(job->kind == JOB_LOOKUP && job->pause_reason))
-			enter_pause(job->pause_reason);
+			enter_pause(job->pause_reason, job->curl_result != CURLE_OK);
 	}
 }
 
