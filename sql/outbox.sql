@@ -51,6 +51,18 @@ VALUES ('+15558675310', '+15017122661', 'same key, other role', 'k-1');
 RESET ROLE;
 SELECT body, created_by = current_user AS mine FROM sms_outbox WHERE idempotency_key = 'k-1' ORDER BY id;
 
+-- a column the trigger sets, altered by the owner to another type, is
+-- refused rather than written as garbage; changed back, it works again
+ALTER TABLE sms_outbox ALTER COLUMN created_by TYPE text;
+SET ROLE sms_outbox_writer;
+INSERT INTO sms_outbox (to_number, from_number, body) VALUES ('+15558675310', '+15017122661', 'retyped');
+RESET ROLE;
+ALTER TABLE sms_outbox ALTER COLUMN created_by TYPE name;
+SET ROLE sms_outbox_writer;
+INSERT INTO sms_outbox (to_number, from_number, body) VALUES ('+15558675310', '+15017122661', 'typed again');
+RESET ROLE;
+SELECT body, created_by FROM sms_outbox WHERE body IN ('retyped', 'typed again');
+
 -- sms_cancel: pending only, once
 SELECT sms_cancel(id) FROM sms_outbox WHERE body = 'later';
 SELECT sms_cancel(id) FROM sms_outbox WHERE body = 'later';

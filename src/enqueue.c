@@ -27,6 +27,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -431,6 +432,27 @@ attnum_of(TupleDesc tupdesc, const char *name)
 	return attnum;
 }
 
+/*
+ * The attribute number of a column the trigger writes, which must still
+ * have the type the trigger writes (the owner may have altered it): a value
+ * of another type would be stored as garbage.
+ */
+static int
+typed_attnum_of(TupleDesc tupdesc, const char *name, Oid type)
+{
+	int			attnum = attnum_of(tupdesc, name);
+	Oid			actual = TupleDescAttr(tupdesc, attnum - 1)->atttypid;
+
+	if (actual != type)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" of sms_outbox has type %s, not %s",
+						name, format_type_be(actual), format_type_be(type)),
+				 errhint("Change the column back to type %s: the extension sets it.",
+						 format_type_be(type))));
+	return attnum;
+}
+
 static Datum
 state_value(TupleDesc tupdesc, const char *label)
 {
@@ -438,13 +460,30 @@ state_value(TupleDesc tupdesc, const char *label)
 							   ObjectIdGetDatum(TupleDescAttr(tupdesc, shape.state - 1)->atttypid));
 }
 
+/*
+ * Any change to the outbox's definition (ALTER TABLE by its owner) may move
+ * or retype a column: read the shape again.
+ */
+static void
+forget_shape(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == shape.relid)
+		shape.relid = InvalidOid;
+}
+
 static void
 read_shape(Relation rel)
 {
+	static bool callback_registered = false;
 	TupleDesc	tupdesc = RelationGetDescr(rel);
 
 	if (RelationGetRelid(rel) == shape.relid)
 		return;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_shape, (Datum) 0);
+		callback_registered = true;
+	}
 	shape.relid = InvalidOid;
 	shape.to_number = attnum_of(tupdesc, "to_number");
 	shape.from_number = attnum_of(tupdesc, "from_number");
@@ -452,13 +491,13 @@ read_shape(Relation rel)
 	shape.media_urls = attnum_of(tupdesc, "media_urls");
 	shape.send_at = attnum_of(tupdesc, "send_at");
 	shape.idempotency_key = attnum_of(tupdesc, "idempotency_key");
-	shape.id = attnum_of(tupdesc, "id");
+	shape.id = typed_attnum_of(tupdesc, "id", INT8OID);
 	shape.state = attnum_of(tupdesc, "state");
-	shape.attempts = attnum_of(tupdesc, "attempts");
-	shape.next_attempt_at = attnum_of(tupdesc, "next_attempt_at");
-	shape.created_at = attnum_of(tupdesc, "created_at");
-	shape.updated_at = attnum_of(tupdesc, "updated_at");
-	shape.created_by = attnum_of(tupdesc, "created_by");
+	shape.attempts = typed_attnum_of(tupdesc, "attempts", INT4OID);
+	shape.next_attempt_at = typed_attnum_of(tupdesc, "next_attempt_at", TIMESTAMPTZOID);
+	shape.created_at = typed_attnum_of(tupdesc, "created_at", TIMESTAMPTZOID);
+	shape.updated_at = typed_attnum_of(tupdesc, "updated_at", TIMESTAMPTZOID);
+	shape.created_by = typed_attnum_of(tupdesc, "created_by", NAMEOID);
 	for (size_t i = 0; i < lengthof(worker_columns); i++)
 		shape.worker[i] = attnum_of(tupdesc, worker_columns[i]);
 	shape.id_sequence = getIdentitySequence(RelationGetRelid(rel), shape.id, false);
