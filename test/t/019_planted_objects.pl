@@ -171,4 +171,5 @@ isnt($node->safe_psql('postgres', 'SELECT count(*) FROM trap_log'), '0',
 	'control: the same operator in a superuser\'s own query is the planted one');
 
 $node->stop;
+$emu->stop;
 done_testing();

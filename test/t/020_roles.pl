@@ -223,4 +223,5 @@ is($live->safe_psql('postgres', $worker_sql), $worker_pid, 'without a restart of
 $live->stop;
 
 $node->stop;
+$emu->stop;
 done_testing();
