@@ -22,7 +22,6 @@
 #include "sms.h"
 
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -30,30 +29,8 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
-#include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(sms_cancel);
-
-/* The outbox of the extension as it is now, and its owner. */
-static Oid
-current_outbox(Oid *owner, char **qualified_name)
-{
-	Oid			nspid = sms_extension_schema(get_extension_oid("sms", false));
-	Oid			relid = get_relname_relid("sms_outbox", nspid);
-	HeapTuple	tup;
-
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table sms_outbox of extension sms does not exist")));
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	*owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	*qualified_name = quote_qualified_identifier(get_namespace_name(nspid), "sms_outbox");
-	return relid;
-}
 
 /*
  * sms_cancel(id bigint) returns boolean
@@ -69,8 +46,9 @@ sms_cancel(PG_FUNCTION_ARGS)
 	int64		id = PG_GETARG_INT64(0);
 	Oid			caller = GetUserId();
 	Oid			owner;
-	char	   *outbox;
-	Oid			relid = current_outbox(&owner, &outbox);
+	Oid			nspid;
+	Oid			relid = sms_find_outbox(&owner, &nspid);
+	char	   *outbox = quote_qualified_identifier(get_namespace_name(nspid), "sms_outbox");
 	bool		any_role = pg_class_aclcheck(relid, caller, ACL_UPDATE) == ACLCHECK_OK;
 	Oid			argtypes[3] = {INT8OID, BOOLOID, NAMEOID};
 	Datum		args[3];

@@ -183,6 +183,19 @@ find_outbox(void)
 }
 
 /*
+ * The outbox of the extension as it is now, its owner and its schema (for
+ * sms_cancel(), which also acts as the owner).
+ */
+Oid
+sms_find_outbox(Oid *owner, Oid *nspid)
+{
+	find_outbox();
+	*owner = outbox_owner;
+	*nspid = outbox_nspid;
+	return outbox_relid;
+}
+
+/*
  * Prepare sms_send()'s statements, once per backend and extension
  * incarnation.  Names are schema-qualified, so the plans do not depend on
  * the caller's search_path.

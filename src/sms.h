@@ -76,6 +76,7 @@ extern int	sms_worker_slot;
 extern void sms_wake_workers(void);
 extern void sms_set_worker_latch(int i);
 extern void sms_wake_worker_at_commit(void);
+extern Oid	sms_find_outbox(Oid *owner, Oid *nspid);
 
 /* validate.c */
 extern void sms_validate_to(const char *to_number);
