@@ -10,7 +10,6 @@ OBJS = \
 	src/url.o \
 	src/enqueue.o \
 	src/cancel.o \
-	src/insert.o \
 	src/validate.o \
 	src/encoding.o \
 	src/job.o \
@@ -20,6 +19,12 @@ OBJS = \
 	src/twilio_json.o \
 	src/worker.o \
 	src/redact.o
+
+# make SMS_INSERT_EXPERIMENT=1: sms.insert_path chooses sms_send()'s insert
+ifdef SMS_INSERT_EXPERIMENT
+PG_CPPFLAGS += -DSMS_INSERT_EXPERIMENT
+OBJS += src/insert.o
+endif
 
 EXTENSION = sms
 DATA = sms--1.0.sql
@@ -33,11 +38,25 @@ SHLIB_LINK = -lcurl
 REGRESS = install validate encoding outbox privileges insert
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf
 
-PG_CONFIG ?= $(shell command -v /usr/lib/postgresql/15/bin/pg_config || command -v pg_config)
-PGXS := $(shell $(PG_CONFIG) --pgxs)
+# The PostgreSQL major to build for and test on: the one the distribution
+# carries (Debian 12: 15, 13: 17, unstable: 18) unless PG=N names another
+# (make test PG=17 runs in a chroot of the Debian that carries it: see
+# test/matrix/chroot.sh).
+DISTRO_PG := $(shell apt-cache show --no-all-versions postgresql 2>/dev/null | \
+	sed -n 's/^Depends: postgresql-\([0-9][0-9]*\).*/\1/p' | head -n 1)
+PG_MAJOR := $(or $(PG),$(DISTRO_PG))
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config) \
+	$(shell command -v pg_config))
+
+ifneq ($(filter-out $(DISTRO_PG),$(PG)),)
+# a major this distribution does not carry: its own Debian, in a chroot
+include test/matrix/matrix.mk
+else
+PGXS := $(if $(PG_CONFIG),$(shell $(PG_CONFIG) --pgxs))
 include $(PGXS)
 
 # PGXS does not track header dependencies
 $(OBJS): $(wildcard src/*.h)
 
 include test/test.mk
+endif

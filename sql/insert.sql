@@ -8,8 +8,8 @@
 TRUNCATE sms_outbox;
 CREATE TABLE public.audit (seq serial, what text, n bigint);
 
--- Triggers run as the outbox's owner with search_path pinned to
--- pg_catalog: they name what they use with its schema.
+-- Triggers run as the outbox's owner with search_path pinned to pg_catalog
+-- and pg_temp: they name what they use with its schema, or set their own.
 CREATE FUNCTION public.outbox_before() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	IF NEW.body = 'skip me' THEN
@@ -213,6 +213,54 @@ DROP FUNCTION public.outbox_nested(), public.outbox_changed(), public.outbox_nes
 REVOKE ALL ON sms_outbox FROM sms_insert_app;
 REVOKE ALL ON FUNCTION sms_send(text, text, text, text[], timestamptz, int, text) FROM sms_insert_app;
 DROP ROLE sms_insert_app;
+
+-- A BEFORE ROW trigger that sorts before sms_outbox_validate and changes
+-- the row sms_send() passed: the validation trigger checks the row it is
+-- given, whoever inserted it, and the call fails
+CREATE FUNCTION public.outbox_mangle() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	NEW.to_number := 'not a number';
+	RETURN NEW;
+END $$;
+CREATE TRIGGER a_mangle BEFORE INSERT ON sms_outbox
+	FOR EACH ROW EXECUTE FUNCTION public.outbox_mangle();
+TRUNCATE sms_outbox;
+SELECT sms_send('+15558675310', '+15017122661', 'mangled');
+SELECT count(*) AS mangled_rows FROM sms_outbox;
+DROP TRIGGER a_mangle ON sms_outbox;
+DROP FUNCTION public.outbox_mangle();
+
+-- A trigger's function may set its own search_path, as a function
+-- attribute or with SET LOCAL in its body, as in any INSERT; neither
+-- reaches the caller's
+CREATE SCHEMA sms_app;
+CREATE TABLE sms_app.audit_log (body text);
+CREATE FUNCTION public.outbox_audit() RETURNS trigger LANGUAGE plpgsql
+	SET search_path = sms_app, pg_catalog AS $$
+BEGIN
+	INSERT INTO audit_log VALUES (NEW.body);
+	RETURN NULL;
+END $$;
+CREATE FUNCTION public.outbox_audit_local() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	SET LOCAL search_path = sms_app, pg_catalog;
+	INSERT INTO audit_log VALUES (NEW.body || ', set local');
+	RETURN NULL;
+END $$;
+CREATE TRIGGER a_audit AFTER INSERT ON sms_outbox
+	FOR EACH ROW EXECUTE FUNCTION public.outbox_audit();
+CREATE TRIGGER a_audit_local AFTER INSERT ON sms_outbox
+	FOR EACH ROW EXECUTE FUNCTION public.outbox_audit_local();
+BEGIN;
+SET LOCAL search_path = public;
+SELECT sms_send('+15558675310', '+15017122661', 'audited') > 0 AS queued;
+SHOW search_path;
+COMMIT;
+SELECT body FROM sms_app.audit_log ORDER BY body;
+DROP TRIGGER a_audit ON sms_outbox;
+DROP TRIGGER a_audit_local ON sms_outbox;
+DROP FUNCTION public.outbox_audit(), public.outbox_audit_local();
+DROP SCHEMA sms_app CASCADE;
 
 -- the ids returned are the rows' ids, in order
 TRUNCATE sms_outbox;

@@ -9,6 +9,9 @@ SELECT pg_describe_object(classid, objid, objsubid) AS object
  WHERE refclassid = 'pg_extension'::regclass
    AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'sms')
    AND deptype = 'e'
+   -- since 17 a table's row type and every array type are members too
+   AND NOT (classid = 'pg_type'::regclass AND objid IN
+            (SELECT oid FROM pg_type WHERE typrelid <> 0 OR typelem <> 0))
  ORDER BY 1;
 
 -- the outbox's columns, as DESIGN.md names them

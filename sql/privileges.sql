@@ -56,10 +56,13 @@ SELECT created_by FROM sms_outbox WHERE body = 'inserted by nobody';
 
 -- secrets: superuser-only
 SET ROLE sms_sender;
+-- (the error's wording differs between majors: its SQLSTATE, 42501)
+\set VERBOSITY sqlstate
 SHOW sms.auth_token;
 SHOW sms.api_key_secret;
 SELECT count(*) FROM pg_settings WHERE name IN ('sms.auth_token', 'sms.api_key_secret', 'sms.account_sid');
 SELECT current_setting('sms.auth_token');
+\set VERBOSITY default
 SET sms.auth_token = 'x';
 RESET ROLE;
 SELECT count(*) FROM pg_settings WHERE name IN ('sms.auth_token', 'sms.api_key_secret', 'sms.account_sid');

@@ -27,7 +27,6 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
 
 PG_FUNCTION_INFO_V1(sms_cancel);
@@ -52,9 +51,7 @@ sms_cancel(PG_FUNCTION_ARGS)
 	bool		any_role = pg_class_aclcheck(relid, caller, ACL_UPDATE) == ACLCHECK_OK;
 	Oid			argtypes[3] = {INT8OID, BOOLOID, NAMEOID};
 	Datum		args[3];
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	SmsCaller	saved;
 	int			ret;
 
 	args[0] = Int64GetDatum(id);
@@ -62,13 +59,7 @@ sms_cancel(PG_FUNCTION_ARGS)
 	args[2] = DirectFunctionCall1(namein,
 								  CStringGetDatum(GetUserNameFromId(caller, false)));
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
+	sms_become_owner(owner, &saved);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -85,9 +76,7 @@ sms_cancel(PG_FUNCTION_ARGS)
 	ret = (int) SPI_processed;
 	SPI_finish();
 
-	/* (on an error, the transaction's abort restores both) */
-	AtEOXact_GUC(true, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	sms_restore_caller(&saved);
 
 	PG_RETURN_BOOL(ret > 0);
 }

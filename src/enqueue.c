@@ -12,9 +12,16 @@
  *-------------------------------------------------------------------------
  */
 #include "sms.h"
+#ifdef SMS_INSERT_EXPERIMENT
+int			sms_insert_path = 0;
+#if PG_VERSION_NUM < 160000
+#define SMS_INSERT_EXECUTOR
 #include "insert.h"
+#endif
+#endif
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
@@ -29,6 +36,7 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/acl.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
@@ -41,16 +49,29 @@ PG_FUNCTION_INFO_V1(sms_outbox_wake);
 /* set in a worker to its slot (0 for the first): its updates wake nobody */
 int			sms_worker_slot = -1;
 
-/*
- * Set by sms_send() just before its row meets the outbox's BEFORE ROW
- * triggers, cleared by sms_outbox_validate when it sees the row: the row's
- * values are already validated and set.
- */
-bool		sms_send_row_next = false;
-
 /* wake the workers when the current transaction commits */
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
+
+/*
+ * The outbox columns sms_send() sets, in the order of its values: its
+ * arguments first, idempotency_key among them, then two it computes.
+ */
+#define SMS_SEND_NCOLUMNS 9
+#define SMS_SEND_NARGS 7
+#define SMS_SEND_KEY_COLUMN 6
+#define SMS_SEND_CREATED_BY_COLUMN 7
+#define SMS_SEND_DUE_COLUMN 8
+
+static const char *const sms_send_columns[SMS_SEND_NCOLUMNS] = {
+	"to_number", "from_number", "body", "media_urls", "send_at",
+	"priority", "idempotency_key", "created_by", "next_attempt_at"
+};
+
+static const Oid sms_send_column_types[SMS_SEND_NCOLUMNS] = {
+	TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, TIMESTAMPTZOID,
+	INT4OID, TEXTOID, NAMEOID, TIMESTAMPTZOID
+};
 
 /* sms_send()'s saved plans, valid for one incarnation of the extension */
 static Oid	outbox_owner = InvalidOid;
@@ -59,6 +80,10 @@ static Oid	outbox_relid = InvalidOid;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr insert_keyed_plan = NULL;
 static SPIPlanPtr lookup_key_plan = NULL;
+#ifdef SMS_INSERT_EXPERIMENT
+static SPIPlanPtr insert_id_plan = NULL;
+static Oid	outbox_id_sequence = InvalidOid;
+#endif
 
 /*
  * Set each worker's latch, unless a wake-up is already on its way to it: the
@@ -222,6 +247,34 @@ prepare_plans(void)
 		appendStringInfo(&insert, "%s$%d", i > 0 ? ", " : "", i + 1);
 	appendStringInfoChar(&insert, ')');
 
+#ifdef SMS_INSERT_EXPERIMENT
+	{
+		Oid			idtypes[SMS_SEND_NCOLUMNS + 1];
+		Relation	rel = table_open(outbox_relid, AccessShareLock);
+
+		outbox_id_sequence = sms_identity_sequence(rel, 1);
+		table_close(rel, AccessShareLock);
+		idtypes[0] = INT8OID;
+		memcpy(idtypes + 1, argtypes, sizeof(Oid) * SMS_SEND_NCOLUMNS);
+		{
+			StringInfoData v;
+
+			initStringInfo(&v);
+			appendStringInfo(&v, "INSERT INTO %s (id", table);
+			for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
+				appendStringInfo(&v, ", %s", sms_send_columns[i]);
+			appendStringInfoString(&v, ") VALUES ($1");
+			for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
+				appendStringInfo(&v, ", $%d", i + 2);
+			appendStringInfoChar(&v, ')');
+			sql = v.data;
+		}
+		insert_id_plan = SPI_prepare(sql, SMS_SEND_NCOLUMNS + 1, idtypes);
+		if (insert_id_plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(insert_id_plan);
+	}
+#endif
 	sql = psprintf("%s RETURNING id", insert.data);
 	insert_plan = SPI_prepare(sql, SMS_SEND_NCOLUMNS, argtypes);
 	if (insert_plan == NULL)
@@ -263,14 +316,13 @@ first_id(void)
 }
 
 /*
- * The planned INSERT: for a message with an idempotency key (ON CONFLICT
- * needs a speculative insertion), or where sms_insert_message() declines.
- * Returns false if nothing was queued and, with a key, no message with it
- * was found: a BEFORE trigger skipped the row, or the earlier message with
- * the key was deleted between the two statements.
+ * Insert the message through the saved plans.  Returns false if nothing was
+ * queued and, with a key, no message with it was found: a BEFORE trigger
+ * skipped the row, or the earlier message with the key was deleted between
+ * the two statements.
  */
 static bool
-insert_planned(Datum *values, const bool *isnull, const char *key, int64 *id)
+insert_message(Datum *values, const bool *isnull, const char *key, int64 *id)
 {
 	char		nulls[SMS_SEND_NCOLUMNS];
 
@@ -285,6 +337,25 @@ insert_planned(Datum *values, const bool *isnull, const char *key, int64 *id)
 	 * every later call and are never replanned for a caller's path.
 	 */
 	prepare_plans();
+#ifdef SMS_INSERT_EXPERIMENT
+	if (key == NULL && sms_insert_path == 1)
+	{
+		Datum		idvalues[SMS_SEND_NCOLUMNS + 1];
+		char		idnulls[SMS_SEND_NCOLUMNS + 1];
+
+		*id = nextval_internal(outbox_id_sequence, false);
+		idvalues[0] = Int64GetDatum(*id);
+		idnulls[0] = ' ';
+		memcpy(idvalues + 1, values, sizeof(Datum) * SMS_SEND_NCOLUMNS);
+		memcpy(idnulls + 1, nulls, SMS_SEND_NCOLUMNS);
+		if (SPI_execute_plan(insert_id_plan, idvalues, idnulls, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not insert into sms_outbox");
+		if (SPI_processed != 1)
+			*id = -1;
+		SPI_finish();
+		return *id >= 0;
+	}
+#endif
 	if (SPI_execute_plan(key == NULL ? insert_plan : insert_keyed_plan,
 						 values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert into sms_outbox");
@@ -304,36 +375,71 @@ insert_planned(Datum *values, const bool *isnull, const char *key, int64 *id)
 }
 
 /*
+ * Act as the outbox's owner, with a search_path of pg_catalog and pg_temp
+ * and in a restricted operation, as a SECURITY DEFINER function with SET
+ * search_path would (see fmgr_security_definer): nothing a caller created
+ * can run with the owner's rights, in the statement or in a trigger on the
+ * outbox, and a trigger may still SET its own search_path.  On an error,
+ * the (sub)transaction's abort restores the caller's user and settings.
+ */
+void
+sms_become_owner(Oid owner, SmsCaller *caller)
+{
+	GetUserIdAndSecContext(&caller->userid, &caller->sec_context);
+	SetUserIdAndSecContext(owner, caller->sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	caller->guc_nestlevel = NewGUCNestLevel();
+	sms_restrict_search_path();
+}
+
+void
+sms_restore_caller(const SmsCaller *caller)
+{
+	AtEOXact_GUC(true, caller->guc_nestlevel);
+	SetUserIdAndSecContext(caller->userid, caller->sec_context);
+}
+
+/*
  * sms_send(to_number, from_number, body, media_urls, send_at, priority,
  *			idempotency_key) returns bigint
  *
  * Returns the new message's id, that of the earlier message with the same
- * idempotency_key, or null if nothing was queued (see insert_planned).
+ * idempotency_key, or null if nothing was queued (see insert_message).
+ *
+ * The arguments are checked here, so that a mistake is reported as the
+ * caller's and not from inside an INSERT; the outbox's trigger checks the
+ * row again, as it checks every row however it is inserted.
  */
+#ifdef SMS_INSERT_EXPERIMENT
+/* overloads without defaults: priority 0, the others null */
+#define SEND_ARGISNULL(i) ((i) >= PG_NARGS() ? (i) != 5 : PG_ARGISNULL(i))
+#define SEND_GETARG(i) ((i) >= PG_NARGS() ? (Datum) 0 : PG_GETARG_DATUM(i))
+#else
+#define SEND_ARGISNULL(i) PG_ARGISNULL(i)
+#define SEND_GETARG(i) PG_GETARG_DATUM(i)
+#endif
 Datum
 sms_send(PG_FUNCTION_ARGS)
 {
 	Datum		values[SMS_SEND_NCOLUMNS];
 	bool		isnull[SMS_SEND_NCOLUMNS];
-	char	   *to = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *from = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
-	text	   *body = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
-	ArrayType  *media = PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3);
-	char	   *key = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
+	char	   *to = SEND_ARGISNULL(0) ? NULL : text_to_cstring(DatumGetTextPP(SEND_GETARG(0)));
+	char	   *from = SEND_ARGISNULL(1) ? NULL : text_to_cstring(DatumGetTextPP(SEND_GETARG(1)));
+	text	   *body = SEND_ARGISNULL(2) ? NULL : DatumGetTextPP(SEND_GETARG(2));
+	ArrayType  *media = SEND_ARGISNULL(3) ? NULL : DatumGetArrayTypeP(SEND_GETARG(3));
+	char	   *key = SEND_ARGISNULL(6) ? NULL : text_to_cstring(DatumGetTextPP(SEND_GETARG(6)));
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
-	Oid			save_userid;
-	int			save_sec_context;
-	OverrideSearchPath pinned_path;
-	bool		save_row_next = sms_send_row_next;
+	SmsCaller	caller;
 	bool		inserted = false;
 	int64		id = -1;
 
 	sms_validate_to(to);
 	sms_validate_from(from);
 	sms_validate_content(body, media);
-	if (!PG_ARGISNULL(4))
-		sms_validate_send_at(PG_GETARG_TIMESTAMPTZ(4));
-	if (PG_ARGISNULL(5))
+	if (!SEND_ARGISNULL(4))
+		sms_validate_send_at(DatumGetTimestampTz(SEND_GETARG(4)));
+	if (SEND_ARGISNULL(5))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("priority must not be null"),
@@ -343,55 +449,30 @@ sms_send(PG_FUNCTION_ARGS)
 	/* the arguments, in sms_send_columns' order ... */
 	for (int i = 0; i < SMS_SEND_NARGS; i++)
 	{
-		values[i] = PG_GETARG_DATUM(i);
-		isnull[i] = PG_ARGISNULL(i);
+		values[i] = SEND_GETARG(i);
+		isnull[i] = SEND_ARGISNULL(i);
 	}
 
 	/* ... then created_by and next_attempt_at */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	values[7] = DirectFunctionCall1(namein,
-									CStringGetDatum(GetUserNameFromId(save_userid, false)));
-	isnull[7] = false;
+	values[SMS_SEND_CREATED_BY_COLUMN] =
+		DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	isnull[SMS_SEND_CREATED_BY_COLUMN] = false;
 	/* the row is due at send_at, or now: one index column orders the claim */
-	values[8] = TimestampTzGetDatum(PG_ARGISNULL(4) ? now :
-									Max(now, PG_GETARG_TIMESTAMPTZ(4)));
-	isnull[8] = false;
+	values[SMS_SEND_DUE_COLUMN] = TimestampTzGetDatum(SEND_ARGISNULL(4) ? now :
+													  Max(now, DatumGetTimestampTz(SEND_GETARG(4))));
+	isnull[SMS_SEND_DUE_COLUMN] = false;
 
 	find_outbox();
 
-	/*
-	 * Insert as the outbox's owner, in a restricted operation with the
-	 * search path pinned to pg_catalog, as a SECURITY DEFINER function with
-	 * SET search_path would: whatever the caller put on its search_path
-	 * cannot run with the owner's rights in a trigger on the outbox.  (An
-	 * override search path costs far less per call than setting the GUC.)
-	 */
-	SetUserIdAndSecContext(outbox_owner,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	memset(&pinned_path, 0, sizeof(pinned_path));
-	pinned_path.schemas = NIL;
-	pinned_path.addCatalog = true;	/* pg_catalog only; not even pg_temp */
-	pinned_path.addTemp = false;
-	PushOverrideSearchPath(&pinned_path);
-	PG_TRY();
-	{
-		if (key != NULL ||
-			!sms_insert_message(outbox_relid, values, isnull, &inserted, &id))
-		{
-			/* (a planned INSERT fires statement triggers after this) */
-			sms_send_row_next = true;
-			inserted = insert_planned(values, isnull, key, &id);
-		}
-	}
-	PG_FINALLY();
-	{
-		/* a trigger's own sms_send() leaves the caller's flag as it was */
-		sms_send_row_next = save_row_next;
-		PopOverrideSearchPath();
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-	}
-	PG_END_TRY();
+	sms_become_owner(outbox_owner, &caller);
+#ifdef SMS_INSERT_EXECUTOR
+	if (sms_insert_path == 2 && key == NULL &&
+		sms_insert_message(outbox_relid, values, isnull, &inserted, &id))
+		;
+	else
+#endif
+		inserted = insert_message(values, isnull, key, &id);
+	sms_restore_caller(&caller);
 
 	if (!inserted)
 		PG_RETURN_NULL();
@@ -433,7 +514,7 @@ typedef struct OutboxShape
 	Datum		unknown;
 } OutboxShape;
 
-static OutboxShape shape = {InvalidOid};
+static OutboxShape shape;		/* relid InvalidOid: not read yet */
 
 static int
 attnum_of(TupleDesc tupdesc, const char *name)
@@ -513,7 +594,7 @@ read_shape(Relation rel)
 	shape.created_by = typed_attnum_of(tupdesc, "created_by", NAMEOID);
 	for (size_t i = 0; i < lengthof(worker_columns); i++)
 		shape.worker[i] = attnum_of(tupdesc, worker_columns[i]);
-	shape.id_sequence = getIdentitySequence(RelationGetRelid(rel), shape.id, false);
+	shape.id_sequence = sms_identity_sequence(rel, shape.id);
 	shape.pending = state_value(tupdesc, "pending");
 	shape.sending = state_value(tupdesc, "sending");
 	shape.unknown = state_value(tupdesc, "unknown");
@@ -607,16 +688,6 @@ sms_outbox_validate(PG_FUNCTION_ARGS)
 	/* every inserted row wakes the worker at commit, however it came */
 	if (inserting)
 		sms_wake_worker_at_commit();
-
-	/*
-	 * sms_send() validated its arguments and set these columns itself; the
-	 * flag covers its one row only, not rows a user trigger might insert.
-	 */
-	if (sms_send_row_next)
-	{
-		sms_send_row_next = false;
-		return PointerGetDatum(tuple);
-	}
 
 	rel = trigdata->tg_relation;
 	tupdesc = RelationGetDescr(rel);

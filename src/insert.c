@@ -39,12 +39,12 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
-const char *const sms_send_columns[SMS_SEND_NCOLUMNS] = {
+static const char *const sms_send_columns[SMS_SEND_NCOLUMNS] = {
 	"to_number", "from_number", "body", "media_urls", "send_at",
 	"priority", "idempotency_key", "created_by", "next_attempt_at"
 };
 
-const Oid	sms_send_column_types[SMS_SEND_NCOLUMNS] = {
+static const Oid	sms_send_column_types[SMS_SEND_NCOLUMNS] = {
 	TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, TIMESTAMPTZOID,
 	INT4OID, TEXTOID, NAMEOID, TIMESTAMPTZOID
 };
@@ -341,7 +341,6 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 	*inserted = true;
 	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row)
 	{
-		sms_send_row_next = true;
 		*inserted = ExecBRInsertTriggers(estate, rri, slot);
 	}
 

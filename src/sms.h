@@ -16,6 +16,8 @@
 #include "storage/spin.h"
 #include "utils/array.h"
 
+#include "compat.h"
+
 #define SMS_VERSION "1.0"
 #define SMS_USER_AGENT "pg-sms/" SMS_VERSION " (PostgreSQL extension)"
 
@@ -71,12 +73,21 @@ extern Oid	sms_extension_schema(Oid extoid);
 extern void sms_set_condition(const char *fmt,...) pg_attribute_printf(1, 2);
 
 /* enqueue.c */
-extern bool sms_send_row_next;
 extern int	sms_worker_slot;
 extern void sms_wake_workers(void);
 extern void sms_set_worker_latch(int i);
 extern void sms_wake_worker_at_commit(void);
 extern Oid	sms_find_outbox(Oid *owner, Oid *nspid);
+
+/* who called, while sms_send() or sms_cancel() acts as the outbox's owner */
+typedef struct SmsCaller
+{
+	Oid			userid;
+	int			sec_context;
+	int			guc_nestlevel;
+} SmsCaller;
+extern void sms_become_owner(Oid owner, SmsCaller *caller);
+extern void sms_restore_caller(const SmsCaller *caller);
 
 /* validate.c */
 extern void sms_validate_to(const char *to_number);

@@ -140,7 +140,7 @@ request_headers(void)
 
 	pair = psprintf("%s:%s", user, secret);
 	encoded = palloc(pg_b64_enc_len(strlen(pair)) + 1);
-	len = pg_b64_encode(pair, strlen(pair), encoded, pg_b64_enc_len(strlen(pair)));
+	len = sms_b64_encode(pair, strlen(pair), encoded, pg_b64_enc_len(strlen(pair)));
 	if (len < 0)
 		elog(ERROR, "could not encode the credentials");
 	encoded[len] = '\0';

@@ -18,6 +18,7 @@
 #endif
 
 #include "twilio_json.h"
+#include "compat.h"
 
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
@@ -86,7 +87,7 @@ field_slot(TwilioMessage *m, const char *name)
 	return NULL;
 }
 
-static void
+static SMS_JSON_CALLBACK
 on_object_start(void *arg)
 {
 	ParseState *st = (ParseState *) arg;
@@ -105,9 +106,10 @@ on_object_start(void *arg)
 		st->current = &r->messages[r->nmessages++];
 		memset(st->current, 0, sizeof(TwilioMessage));
 	}
+	SMS_JSON_CALLBACK_DONE;
 }
 
-static void
+static SMS_JSON_CALLBACK
 on_object_end(void *arg)
 {
 	ParseState *st = (ParseState *) arg;
@@ -115,9 +117,10 @@ on_object_end(void *arg)
 	if (st->in_messages && st->depth == 3)
 		st->current = NULL;
 	st->depth--;
+	SMS_JSON_CALLBACK_DONE;
 }
 
-static void
+static SMS_JSON_CALLBACK
 on_array_start(void *arg)
 {
 	ParseState *st = (ParseState *) arg;
@@ -127,9 +130,10 @@ on_array_start(void *arg)
 	if (st->depth == 2 && st->next_is_messages)
 		st->in_messages = true;
 	st->next_is_messages = false;
+	SMS_JSON_CALLBACK_DONE;
 }
 
-static void
+static SMS_JSON_CALLBACK
 on_array_end(void *arg)
 {
 	ParseState *st = (ParseState *) arg;
@@ -137,9 +141,10 @@ on_array_end(void *arg)
 	if (st->depth == 2)
 		st->in_messages = false;
 	st->depth--;
+	SMS_JSON_CALLBACK_DONE;
 }
 
-static void
+static SMS_JSON_CALLBACK
 on_field_start(void *arg, char *fname, bool isnull)
 {
 	ParseState *st = (ParseState *) arg;
@@ -157,9 +162,10 @@ on_field_start(void *arg, char *fname, bool isnull)
 	}
 	else if (st->depth == 3 && st->current != NULL)
 		st->target = field_slot(st->current, fname);
+	SMS_JSON_CALLBACK_DONE;
 }
 
-static void
+static SMS_JSON_CALLBACK
 on_scalar(void *arg, char *token, JsonTokenType tokentype)
 {
 	ParseState *st = (ParseState *) arg;
@@ -167,6 +173,7 @@ on_scalar(void *arg, char *token, JsonTokenType tokentype)
 	if (st->target != NULL && tokentype != JSON_TOKEN_NULL)
 		*st->target = token;
 	st->target = NULL;
+	SMS_JSON_CALLBACK_DONE;
 }
 
 /* Deeper than MAX_NESTING?  Counts brackets outside strings. */
@@ -236,7 +243,7 @@ twilio_parse_reply(const char *json, int len, TwilioReply *reply)
 	sem.object_field_start = on_field_start;
 	sem.scalar = on_scalar;
 
-	lex = makeJsonLexContextCstringLen(copy, len, PG_UTF8, true);
+	lex = sms_make_json_lexer(copy, len, PG_UTF8, true);
 	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
 		return false;
 

@@ -1110,7 +1110,7 @@ sms_worker_main(Datum main_arg)
 	sms_http_init(my_concurrency);
 	missing = provider->missing_settings();
 
-	set = CreateWaitEventSet(TopMemoryContext, 3);
+	set = sms_create_wait_event_set(3);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(set, WL_SOCKET_READABLE, sms_http_socket(), NULL, NULL);

@@ -12,14 +12,14 @@
 # user owns.
 
 TEST_USER ?= postgres
-PG_BINDIR := $(shell $(PG_CONFIG) --bindir)
+PG_BINDIR := $(if $(PG_CONFIG),$(shell $(PG_CONFIG) --bindir))
 PGXS_SRC := $(abspath $(dir $(PGXS))/../..)
 PG_REGRESS_BIN := $(PGXS_SRC)/src/test/regress/pg_regress
 PG_PERL_LIB := $(PGXS_SRC)/src/test/perl
 
-DEB_PACKAGES = build-essential postgresql-15 postgresql-server-dev-15 \
+DEB_PACKAGES = build-essential postgresql-$(PG_MAJOR) postgresql-server-dev-$(PG_MAJOR) \
 	libcurl4-openssl-dev libmicrohttpd-dev libipc-run-perl curl openssl \
-	pkg-config clang libclang-rt-14-dev
+	pkg-config clang libclang-rt-dev
 
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
 ifeq ($(IS_ROOT),yes)
@@ -30,14 +30,14 @@ endif
 
 EMULATOR = test/emulator/twilio-emulator
 
-.PHONY: deps emulator prism-deps test test-regress test-tap demo bench fuzz fuzz-build
+.PHONY: deps emulator prism-deps warnings test test-suite test-matrix demo-run bench-run test-regress test-tap demo bench fuzz fuzz-build
 
 # The reply parser under libFuzzer, AddressSanitizer and UBSan, built as a
 # frontend program against PostgreSQL's own JSON parser (libpgcommon).
 FUZZ_SECONDS ?= 60
 FUZZ_BIN = test/fuzz/fuzz_reply
-PG_INCLUDEDIR_SERVER := $(shell $(PG_CONFIG) --includedir-server)
-PG_PKGLIBDIR_A := $(shell $(PG_CONFIG) --pkglibdir)
+PG_INCLUDEDIR_SERVER := $(if $(PG_CONFIG),$(shell $(PG_CONFIG) --includedir-server))
+PG_PKGLIBDIR_A := $(if $(PG_CONFIG),$(shell $(PG_CONFIG) --pkglibdir))
 
 $(FUZZ_BIN): test/fuzz/fuzz_reply.c src/twilio_json.c src/twilio_json.h
 	clang -g -O1 -Wno-ignored-attributes \
@@ -74,21 +74,42 @@ deps:
 emulator:
 	$(MAKE) -C test/emulator
 
-# Prism, pinned in test/prism/package-lock.json (npm from Debian if absent)
-prism-deps:
+# Prism, pinned in test/prism/package-lock.json (npm from Debian if absent);
+# installed again only when the lock file changes
+PRISM_STAMP = test/prism/node_modules/.package-lock.json
+prism-deps: $(PRISM_STAMP)
+$(PRISM_STAMP): test/prism/package-lock.json
 	@command -v npm >/dev/null || { [ "$(IS_ROOT)" = yes ] && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
 	cd test/prism && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 # A scratch directory the test user owns, holding a copy of the tests.
 TEST_ROOT = $(shell mktemp -d /tmp/sms-test.XXXXXX)
 
+# No warning from gcc or from clang, with -Wall -Wextra, on this
+# PostgreSQL's headers: every source through both, warnings as errors.
+# (PostgreSQL's headers say gnu_printf, which clang does not know.)
+CLANG_WARNINGS = -Wall -Wextra -Wno-unused-parameter -Wno-ignored-attributes \
+	-Wno-compound-token-split-by-macro -Werror
+warnings:
+	@for f in $(OBJS:.o=.c); do \
+		$(CC) $(CFLAGS) $(CPPFLAGS) -Werror -c -o /dev/null $$f || exit 1; \
+		$(or $(CLANG),clang) $(CLANG_WARNINGS) $(CPPFLAGS) -fsyntax-only $$f || exit 1; \
+	done; echo "== no warning from $(CC) or $(or $(CLANG),clang) in $(words $(OBJS)) files"
+
+# Each target installs what it needs first, then goes on in a new make,
+# which reads pg_config's answers once the server's packages are there.
 test: deps
 	$(MAKE) all
+	$(MAKE) warnings
 	$(MAKE) install
 	$(MAKE) emulator
 	$(MAKE) prism-deps
 	$(MAKE) fuzz FUZZ_SECONDS=10
+	$(MAKE) test-suite
+
+test-suite:
 	@root="$(TEST_ROOT)"; \
 	tar --exclude=test/prism/node_modules -cf - sql expected test | tar -C "$$root" -xf -; \
 	prism="$(CURDIR)/test/prism"; \
@@ -107,6 +128,8 @@ test: deps
 	cd "$$root" && $(RUN_AS_TEST_USER) env \
 		PATH="$(PG_BINDIR):$$PATH" \
 		TESTDIR="$$root" \
+		TESTDATADIR="$$root/tmp_check" \
+		TESTLOGDIR="$$root/tmp_check/log" \
 		PG_REGRESS="$(PG_REGRESS_BIN)" \
 		SMS_EMULATOR="$$root/$(EMULATOR)" \
 		SMS_PRISM_DIR="$$prism" \
@@ -119,6 +142,9 @@ demo: deps
 	$(MAKE) all
 	$(MAKE) install
 	$(MAKE) emulator
+	$(MAKE) demo-run
+
+demo-run:
 	@root="$(TEST_ROOT)"; \
 	cp test/demo.sh test/demo.sql "$$root/"; cp $(EMULATOR) "$$root/"; \
 	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
@@ -129,10 +155,31 @@ bench: deps
 	$(MAKE) all
 	$(MAKE) install
 	$(MAKE) emulator
-	@command -v wrk >/dev/null || { [ "$(IS_ROOT)" = yes ] && \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(MAKE) bench-run
+
+bench-run:
+	@for tool in wrk valgrind; do command -v $$tool >/dev/null || { [ "$(IS_ROOT)" = yes ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$tool >/dev/null; }; done
 	@root="$(TEST_ROOT)"; \
 	tar --exclude=test/prism/node_modules -cf - test | tar -C "$$root" -xf -; \
 	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
 	cd "$$root" && $(RUN_AS_TEST_USER) env PATH="$(PG_BINDIR):$$PATH" \
 		bash test/bench/run.sh "$$root" && rm -rf "$$root"
+
+# make test-matrix: make test here, then on PostgreSQL 17 and 18 in chroots
+# of Debian 13 and unstable (see test/matrix/chroot.sh; as root)
+MATRIX_VERSIONS ?= 17 18
+test-matrix: test
+	@for v in $(filter-out $(DISTRO_PG),$(MATRIX_VERSIONS)); do \
+		env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u PG test/matrix/chroot.sh $$v test || exit 1; done
+
+# Experiment: sms_send()'s insert paths side by side (test/bench/insert_paths.sh)
+bench-insert-paths: deps
+	@command -v valgrind >/dev/null || { [ "$(IS_ROOT)" = yes ] && \
+		apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+	$(MAKE) clean
+	$(MAKE) SMS_INSERT_EXPERIMENT=1 install
+	@root="$(TEST_ROOT)"; cp test/bench/insert_paths.sh "$$root/"; \
+	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
+	cd "$$root" && $(RUN_AS_TEST_USER) env PATH="$(PG_BINDIR):$$PATH" \
+		bash ./insert_paths.sh "$$root" && rm -rf "$$root"

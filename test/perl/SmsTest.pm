@@ -8,6 +8,7 @@
 package SmsTest;
 
 use strict;
+use File::Spec;
 use warnings;
 
 use Exporter 'import';
@@ -95,6 +96,9 @@ sub make_cert
 {
 	my ($dir, $name, $san) = @_;
 	my ($out, $err) = ('', '');
+
+	# the server reads them from its data directory: no relative names
+	$dir = File::Spec->rel2abs($dir);
 	IPC::Run::run(
 		[
 			'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
