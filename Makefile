@@ -20,12 +20,6 @@ OBJS = \
 	src/worker.o \
 	src/redact.o
 
-# make SMS_INSERT_EXPERIMENT=1: sms.insert_path chooses sms_send()'s insert
-ifdef SMS_INSERT_EXPERIMENT
-PG_CPPFLAGS += -DSMS_INSERT_EXPERIMENT
-OBJS += src/insert.o
-endif
-
 EXTENSION = sms
 DATA = sms--1.0.sql
 PGFILEDESC = "sms - send SMS from SQL"

@@ -12,16 +12,8 @@
  *-------------------------------------------------------------------------
  */
 #include "sms.h"
-#ifdef SMS_INSERT_EXPERIMENT
-int			sms_insert_path = 0;
-#if PG_VERSION_NUM < 160000
-#define SMS_INSERT_EXECUTOR
-#include "insert.h"
-#endif
-#endif
 
 #include "access/htup_details.h"
-#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
@@ -80,10 +72,6 @@ static Oid	outbox_relid = InvalidOid;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr insert_keyed_plan = NULL;
 static SPIPlanPtr lookup_key_plan = NULL;
-#ifdef SMS_INSERT_EXPERIMENT
-static SPIPlanPtr insert_id_plan = NULL;
-static Oid	outbox_id_sequence = InvalidOid;
-#endif
 
 /*
  * Set each worker's latch, unless a wake-up is already on its way to it: the
@@ -247,34 +235,6 @@ prepare_plans(void)
 		appendStringInfo(&insert, "%s$%d", i > 0 ? ", " : "", i + 1);
 	appendStringInfoChar(&insert, ')');
 
-#ifdef SMS_INSERT_EXPERIMENT
-	{
-		Oid			idtypes[SMS_SEND_NCOLUMNS + 1];
-		Relation	rel = table_open(outbox_relid, AccessShareLock);
-
-		outbox_id_sequence = sms_identity_sequence(rel, 1);
-		table_close(rel, AccessShareLock);
-		idtypes[0] = INT8OID;
-		memcpy(idtypes + 1, argtypes, sizeof(Oid) * SMS_SEND_NCOLUMNS);
-		{
-			StringInfoData v;
-
-			initStringInfo(&v);
-			appendStringInfo(&v, "INSERT INTO %s (id", table);
-			for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
-				appendStringInfo(&v, ", %s", sms_send_columns[i]);
-			appendStringInfoString(&v, ") VALUES ($1");
-			for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
-				appendStringInfo(&v, ", $%d", i + 2);
-			appendStringInfoChar(&v, ')');
-			sql = v.data;
-		}
-		insert_id_plan = SPI_prepare(sql, SMS_SEND_NCOLUMNS + 1, idtypes);
-		if (insert_id_plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(insert_id_plan);
-	}
-#endif
 	sql = psprintf("%s RETURNING id", insert.data);
 	insert_plan = SPI_prepare(sql, SMS_SEND_NCOLUMNS, argtypes);
 	if (insert_plan == NULL)
@@ -337,25 +297,6 @@ insert_message(Datum *values, const bool *isnull, const char *key, int64 *id)
 	 * every later call and are never replanned for a caller's path.
 	 */
 	prepare_plans();
-#ifdef SMS_INSERT_EXPERIMENT
-	if (key == NULL && sms_insert_path == 1)
-	{
-		Datum		idvalues[SMS_SEND_NCOLUMNS + 1];
-		char		idnulls[SMS_SEND_NCOLUMNS + 1];
-
-		*id = nextval_internal(outbox_id_sequence, false);
-		idvalues[0] = Int64GetDatum(*id);
-		idnulls[0] = ' ';
-		memcpy(idvalues + 1, values, sizeof(Datum) * SMS_SEND_NCOLUMNS);
-		memcpy(idnulls + 1, nulls, SMS_SEND_NCOLUMNS);
-		if (SPI_execute_plan(insert_id_plan, idvalues, idnulls, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not insert into sms_outbox");
-		if (SPI_processed != 1)
-			*id = -1;
-		SPI_finish();
-		return *id >= 0;
-	}
-#endif
 	if (SPI_execute_plan(key == NULL ? insert_plan : insert_keyed_plan,
 						 values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert into sms_outbox");
@@ -411,24 +352,16 @@ sms_restore_caller(const SmsCaller *caller)
  * caller's and not from inside an INSERT; the outbox's trigger checks the
  * row again, as it checks every row however it is inserted.
  */
-#ifdef SMS_INSERT_EXPERIMENT
-/* overloads without defaults: priority 0, the others null */
-#define SEND_ARGISNULL(i) ((i) >= PG_NARGS() ? (i) != 5 : PG_ARGISNULL(i))
-#define SEND_GETARG(i) ((i) >= PG_NARGS() ? (Datum) 0 : PG_GETARG_DATUM(i))
-#else
-#define SEND_ARGISNULL(i) PG_ARGISNULL(i)
-#define SEND_GETARG(i) PG_GETARG_DATUM(i)
-#endif
 Datum
 sms_send(PG_FUNCTION_ARGS)
 {
 	Datum		values[SMS_SEND_NCOLUMNS];
 	bool		isnull[SMS_SEND_NCOLUMNS];
-	char	   *to = SEND_ARGISNULL(0) ? NULL : text_to_cstring(DatumGetTextPP(SEND_GETARG(0)));
-	char	   *from = SEND_ARGISNULL(1) ? NULL : text_to_cstring(DatumGetTextPP(SEND_GETARG(1)));
-	text	   *body = SEND_ARGISNULL(2) ? NULL : DatumGetTextPP(SEND_GETARG(2));
-	ArrayType  *media = SEND_ARGISNULL(3) ? NULL : DatumGetArrayTypeP(SEND_GETARG(3));
-	char	   *key = SEND_ARGISNULL(6) ? NULL : text_to_cstring(DatumGetTextPP(SEND_GETARG(6)));
+	char	   *to = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *from = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	text	   *body = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
+	ArrayType  *media = PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3);
+	char	   *key = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	SmsCaller	caller;
 	bool		inserted = false;
@@ -437,9 +370,9 @@ sms_send(PG_FUNCTION_ARGS)
 	sms_validate_to(to);
 	sms_validate_from(from);
 	sms_validate_content(body, media);
-	if (!SEND_ARGISNULL(4))
-		sms_validate_send_at(DatumGetTimestampTz(SEND_GETARG(4)));
-	if (SEND_ARGISNULL(5))
+	if (!PG_ARGISNULL(4))
+		sms_validate_send_at(PG_GETARG_TIMESTAMPTZ(4));
+	if (PG_ARGISNULL(5))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("priority must not be null"),
@@ -449,8 +382,8 @@ sms_send(PG_FUNCTION_ARGS)
 	/* the arguments, in sms_send_columns' order ... */
 	for (int i = 0; i < SMS_SEND_NARGS; i++)
 	{
-		values[i] = SEND_GETARG(i);
-		isnull[i] = SEND_ARGISNULL(i);
+		values[i] = PG_GETARG_DATUM(i);
+		isnull[i] = PG_ARGISNULL(i);
 	}
 
 	/* ... then created_by and next_attempt_at */
@@ -458,20 +391,14 @@ sms_send(PG_FUNCTION_ARGS)
 		DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
 	isnull[SMS_SEND_CREATED_BY_COLUMN] = false;
 	/* the row is due at send_at, or now: one index column orders the claim */
-	values[SMS_SEND_DUE_COLUMN] = TimestampTzGetDatum(SEND_ARGISNULL(4) ? now :
-													  Max(now, DatumGetTimestampTz(SEND_GETARG(4))));
+	values[SMS_SEND_DUE_COLUMN] = TimestampTzGetDatum(PG_ARGISNULL(4) ? now :
+													  Max(now, PG_GETARG_TIMESTAMPTZ(4)));
 	isnull[SMS_SEND_DUE_COLUMN] = false;
 
 	find_outbox();
 
 	sms_become_owner(outbox_owner, &caller);
-#ifdef SMS_INSERT_EXECUTOR
-	if (sms_insert_path == 2 && key == NULL &&
-		sms_insert_message(outbox_relid, values, isnull, &inserted, &id))
-		;
-	else
-#endif
-		inserted = insert_message(values, isnull, key, &id);
+	inserted = insert_message(values, isnull, key, &id);
 	sms_restore_caller(&caller);
 
 	if (!inserted)

@@ -276,14 +276,6 @@ define_settings(void)
 							0,
 							NULL, NULL, NULL);
 
-#ifdef SMS_INSERT_EXPERIMENT
-	{
-		extern int	sms_insert_path;
-
-		DefineCustomIntVariable("sms.insert_path", "experiment: 0 spi, 1 spi without returning, 2 executor",
-								NULL, &sms_insert_path, 0, 0, 2, PGC_USERSET, 0, NULL, NULL, NULL);
-	}
-#endif
 	MarkGUCPrefixReserved("sms");
 }
 

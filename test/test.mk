@@ -173,13 +173,3 @@ test-matrix: test
 	@for v in $(filter-out $(DISTRO_PG),$(MATRIX_VERSIONS)); do \
 		env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u PG test/matrix/chroot.sh $$v test || exit 1; done
 
-# Experiment: sms_send()'s insert paths side by side (test/bench/insert_paths.sh)
-bench-insert-paths: deps
-	@command -v valgrind >/dev/null || { [ "$(IS_ROOT)" = yes ] && \
-		apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
-	$(MAKE) clean
-	$(MAKE) SMS_INSERT_EXPERIMENT=1 install
-	@root="$(TEST_ROOT)"; cp test/bench/insert_paths.sh "$$root/"; \
-	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
-	cd "$$root" && $(RUN_AS_TEST_USER) env PATH="$(PG_BINDIR):$$PATH" \
-		bash ./insert_paths.sh "$$root" && rm -rf "$$root"

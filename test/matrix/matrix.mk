@@ -3,6 +3,6 @@
 # Debian that does (see chroot.sh; as root).  The chroot is built on first
 # use and kept.
 
-.PHONY: all install test demo bench deps warnings bench-insert-paths
-all install test demo bench deps warnings bench-insert-paths:
+.PHONY: all install test demo bench deps warnings
+all install test demo bench deps warnings:
 	env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u PG test/matrix/chroot.sh $(PG) $@
