@@ -230,6 +230,37 @@ SELECT count(*) AS mangled_rows FROM sms_outbox;
 DROP TRIGGER a_mangle ON sms_outbox;
 DROP FUNCTION public.outbox_mangle();
 
+-- A BEFORE ROW trigger's own INSERT into the outbox, made while
+-- sms_send() inserts, is validated as any other, and leaves sms_send()'s row
+-- the caller's
+CREATE FUNCTION public.outbox_nested_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.body = 'outer' THEN
+		INSERT INTO public.sms_outbox (to_number, from_number, body)
+			VALUES (pg_catalog.current_setting('app.nested_to'), '+15017122661', 'nested');
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER a_nested_insert BEFORE INSERT ON sms_outbox
+	FOR EACH ROW EXECUTE FUNCTION public.outbox_nested_insert();
+CREATE ROLE sms_nested_app;
+GRANT EXECUTE ON FUNCTION sms_send(text, text, text, text[], timestamptz, int, text) TO sms_nested_app;
+TRUNCATE sms_outbox;
+SET app.nested_to = 'nonsense';
+SET ROLE sms_nested_app;
+SELECT sms_send('+15558675310', '+15017122661', 'outer');
+RESET ROLE;
+SET app.nested_to = '+15558675311';
+SET ROLE sms_nested_app;
+SELECT sms_send('+15558675310', '+15017122661', 'outer') > 0 AS queued;
+RESET ROLE;
+SELECT body, to_number, created_by = 'sms_nested_app' AS by_app FROM sms_outbox ORDER BY id;
+DROP TRIGGER a_nested_insert ON sms_outbox;
+DROP FUNCTION public.outbox_nested_insert();
+REVOKE ALL ON FUNCTION sms_send(text, text, text, text[], timestamptz, int, text) FROM sms_nested_app;
+DROP ROLE sms_nested_app;
+RESET app.nested_to;
+
 -- A trigger's function may set its own search_path, as a function
 -- attribute or with SET LOCAL in its body, as in any INSERT; neither
 -- reaches the caller's

@@ -13,9 +13,9 @@
  *	  owner, hence C.
  *
  *	  As in any SECURITY DEFINER function, the owner's rights come with a
- *	  search_path of pg_catalog only and a restricted operation, so nothing
- *	  the caller created can run with them, in the statement or in a trigger
- *	  on the outbox.
+ *	  search_path of pg_catalog and pg_temp and a restricted operation
+ *	  (sms_become_owner), so nothing the caller created can run with them,
+ *	  in the statement or in a trigger on the outbox.
  *
  *-------------------------------------------------------------------------
  */
