@@ -37,6 +37,8 @@ SELECT c.relname, c.relacl
 CREATE EXTENSION sms;
 CREATE DATABASE sms_elsewhere;
 \c sms_elsewhere
+-- (18 adds the extension script's line as CONTEXT)
+\set SHOW_CONTEXT never
 CREATE EXTENSION sms;
 \c contrib_regression
 DROP DATABASE sms_elsewhere;
