@@ -38,9 +38,14 @@ REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf
 # test/matrix/chroot.sh).
 DISTRO_PG := $(shell apt-cache show --no-all-versions postgresql 2>/dev/null | \
 	sed -n 's/^Depends: postgresql-\([0-9][0-9]*\).*/\1/p' | head -n 1)
+ifneq ($(filter command line environment,$(origin PG_CONFIG)),)
+# a pg_config named by the user says which major it is
+PG_MAJOR := $(shell $(PG_CONFIG) --version | sed -n 's/^PostgreSQL \([0-9][0-9]*\).*/\1/p')
+else
 PG_MAJOR := $(or $(PG),$(DISTRO_PG))
-PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config) \
+PG_CONFIG := $(firstword $(wildcard /usr/lib/postgresql/$(PG_MAJOR)/bin/pg_config) \
 	$(shell command -v pg_config))
+endif
 
 ifneq ($(filter-out $(DISTRO_PG),$(PG)),)
 # a major this distribution does not carry: its own Debian, in a chroot

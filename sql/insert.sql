@@ -293,6 +293,19 @@ DROP TRIGGER a_audit_local ON sms_outbox;
 DROP FUNCTION public.outbox_audit(), public.outbox_audit_local();
 DROP SCHEMA sms_app CASCADE;
 
+-- The outbox renamed, and a table made with its old name: a session whose
+-- saved plans name the outbox refuses rather than insert into that table
+TRUNCATE sms_outbox;
+SELECT sms_send('+15558675310', '+15017122661', 'before the rename') > 0 AS queued;
+ALTER TABLE sms_outbox RENAME TO sms_outbox_renamed;
+CREATE TABLE public.sms_outbox (LIKE public.sms_outbox_renamed INCLUDING ALL);
+SELECT sms_send('+15558675310', '+15017122661', 'after the rename');
+SELECT count(*) AS rows_in_the_impostor FROM public.sms_outbox;
+DROP TABLE public.sms_outbox;
+ALTER TABLE sms_outbox_renamed RENAME TO sms_outbox;
+SELECT sms_send('+15558675310', '+15017122661', 'renamed back') > 0 AS queued;
+SELECT body FROM sms_outbox ORDER BY id;
+
 -- the ids returned are the rows' ids, in order
 TRUNCATE sms_outbox;
 CREATE TEMP TABLE returned AS

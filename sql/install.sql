@@ -40,6 +40,7 @@ CREATE DATABASE sms_elsewhere;
 -- (18 adds the extension script's line as CONTEXT)
 \set SHOW_CONTEXT never
 CREATE EXTENSION sms;
+\set SHOW_CONTEXT errors
 \c contrib_regression
 DROP DATABASE sms_elsewhere;
 

@@ -17,6 +17,7 @@
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "commands/sequence.h"
@@ -69,6 +70,7 @@ static const Oid sms_send_column_types[SMS_SEND_NCOLUMNS] = {
 static Oid	outbox_owner = InvalidOid;
 static Oid	outbox_nspid = InvalidOid;
 static Oid	outbox_relid = InvalidOid;
+static char outbox_nspname[NAMEDATALEN];
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr insert_keyed_plan = NULL;
 static SPIPlanPtr lookup_key_plan = NULL;
@@ -144,37 +146,60 @@ sms_wake_worker_at_commit(void)
 	wake_at_commit = true;
 }
 
-/* Set outbox_owner to the owner of relation relid; false if it is gone. */
+/*
+ * Is the outbox found last time still where the saved plans name it, and who
+ * owns it now?  The plans name it by schema and table, and PostgreSQL parses
+ * them again from those names whenever they are invalidated: after a rename
+ * of either, or the extension moved to another schema, the names could lead
+ * to another table.
+ */
 static bool
-read_outbox_owner(Oid relid)
+outbox_unchanged(void)
 {
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	HeapTuple	tup;
+	Form_pg_class cls;
+	bool		same;
 
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(outbox_relid));
 	if (!HeapTupleIsValid(tup))
 		return false;
-	outbox_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	cls = (Form_pg_class) GETSTRUCT(tup);
+	same = cls->relnamespace == outbox_nspid &&
+		strcmp(NameStr(cls->relname), "sms_outbox") == 0;
+	outbox_owner = cls->relowner;
 	ReleaseSysCache(tup);
-	return true;
+	if (!same)
+		return false;
+
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(outbox_nspid));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	same = strcmp(NameStr(((Form_pg_namespace) GETSTRUCT(tup))->nspname),
+				  outbox_nspname) == 0;
+	ReleaseSysCache(tup);
+	return same;
 }
 
 /*
  * Find the outbox of the current incarnation of the extension, and its
  * owner as of now, as whom sms_send() inserts; forget plans made for an
- * earlier incarnation.
+ * earlier incarnation or for names that have changed since.
  */
 static void
 find_outbox(void)
 {
+	Oid			extoid;
 	Oid			relid;
 
 	/*
 	 * Looking the extension up by name scans pg_extension; while the
-	 * outbox we found last time still exists (a syscache probe), so does
+	 * outbox we found last time still exists (syscache probes), so does
 	 * its extension.
 	 */
-	if (OidIsValid(outbox_relid) && read_outbox_owner(outbox_relid))
+	if (OidIsValid(outbox_relid) && outbox_unchanged())
 		return;
 
+	outbox_relid = InvalidOid;
 	if (insert_plan)
 		SPI_freeplan(insert_plan);
 	if (insert_keyed_plan)
@@ -183,16 +208,20 @@ find_outbox(void)
 		SPI_freeplan(lookup_key_plan);
 	insert_plan = insert_keyed_plan = lookup_key_plan = NULL;
 
-	outbox_nspid = sms_extension_schema(get_extension_oid("sms", false));
+	extoid = get_extension_oid("sms", false);
+	outbox_nspid = sms_extension_schema(extoid);
 	relid = get_relname_relid("sms_outbox", outbox_nspid);
-	if (!OidIsValid(relid))
+	/* (a table of that name that is not the extension's is not the outbox) */
+	if (!OidIsValid(relid) ||
+		getExtensionOfObject(RelationRelationId, relid) != extoid)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table sms_outbox of extension sms does not exist")));
-	if (!read_outbox_owner(relid))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-
+				 errmsg("table sms_outbox of extension sms does not exist"),
+				 errhint("The extension's table must keep its name, in the extension's schema.")));
+	strlcpy(outbox_nspname, get_namespace_name(outbox_nspid), NAMEDATALEN);
 	outbox_relid = relid;
+	if (!outbox_unchanged())
+		elog(ERROR, "cache lookup failed for relation %u", relid);
 }
 
 /*
@@ -220,6 +249,9 @@ prepare_plans(void)
 	StringInfoData insert;
 	char	   *sql;
 	Oid		   *argtypes = unconstify(Oid *, &sms_send_column_types[0]);
+	SPIPlanPtr	plain;
+	SPIPlanPtr	keyed;
+	SPIPlanPtr	lookup;
 
 	if (insert_plan != NULL)
 		return;
@@ -236,20 +268,18 @@ prepare_plans(void)
 	appendStringInfoChar(&insert, ')');
 
 	sql = psprintf("%s RETURNING id", insert.data);
-	insert_plan = SPI_prepare(sql, SMS_SEND_NCOLUMNS, argtypes);
-	if (insert_plan == NULL)
+	plain = SPI_prepare(sql, SMS_SEND_NCOLUMNS, argtypes);
+	if (plain == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(insert_plan);
 
 	/* ON CONFLICT costs a speculative insertion: only when a key is given */
 	/* a key belongs to the role that used it: see sms_outbox_idempotency_key_idx */
 	sql = psprintf("%s ON CONFLICT (created_by, idempotency_key)"
 				   " WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
 				   insert.data);
-	insert_keyed_plan = SPI_prepare(sql, SMS_SEND_NCOLUMNS, argtypes);
-	if (insert_keyed_plan == NULL)
+	keyed = SPI_prepare(sql, SMS_SEND_NCOLUMNS, argtypes);
+	if (keyed == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(insert_keyed_plan);
 
 	/* (the key and created_by are next to each other in the values) */
 	StaticAssertStmt(SMS_SEND_CREATED_BY_COLUMN == SMS_SEND_KEY_COLUMN + 1,
@@ -257,10 +287,21 @@ prepare_plans(void)
 	sql = psprintf("SELECT id FROM %s WHERE idempotency_key OPERATOR(pg_catalog.=) $1"
 				   " AND created_by OPERATOR(pg_catalog.=) $2"
 				   " AND idempotency_key IS NOT NULL", table);
-	lookup_key_plan = SPI_prepare(sql, 2, argtypes + SMS_SEND_KEY_COLUMN);
-	if (lookup_key_plan == NULL)
+	lookup = SPI_prepare(sql, 2, argtypes + SMS_SEND_KEY_COLUMN);
+	if (lookup == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(lookup_key_plan);
+
+	/*
+	 * Kept only once all three are made: one that failed (its index dropped,
+	 * say) is prepared again at the next call, with the others.  (Plans not
+	 * kept go with SPI's memory.)
+	 */
+	SPI_keepplan(plain);
+	SPI_keepplan(keyed);
+	SPI_keepplan(lookup);
+	insert_plan = plain;
+	insert_keyed_plan = keyed;
+	lookup_key_plan = lookup;
 }
 
 static int64
@@ -293,8 +334,9 @@ insert_message(Datum *values, const bool *isnull, const char *key, int64 *id)
 		elog(ERROR, "SPI_connect failed");
 
 	/*
-	 * Prepared under the pinned search_path, the saved plans match it on
-	 * every later call and are never replanned for a caller's path.
+	 * Every name in the plans is schema-qualified, and they run under the
+	 * search_path sms_become_owner() sets: a caller's path changes nothing
+	 * they resolve.
 	 */
 	prepare_plans();
 	if (SPI_execute_plan(key == NULL ? insert_plan : insert_keyed_plan,

@@ -1,6 +1,6 @@
 # test/test.mk: the project's own targets, included by the Makefile.
 #
-# make deps   install what building and testing need (Debian 12, as root)
+# make deps   install what building and testing need (Debian, as root)
 # make test   pg_regress, TAP and conformance tests, each against a real
 #             PostgreSQL server started for the test and an HTTP server on
 #             127.0.0.1 (the Twilio emulator, or Prism)
@@ -60,6 +60,14 @@ fuzz: deps $(FUZZ_BIN)
 
 # Install missing Debian packages (only as root; others must have them).
 deps:
+ifeq ($(PG_MAJOR),)
+	@# apt knows no postgresql package yet (a machine whose package lists
+	@# were never fetched): fetch them, then decide
+	@[ "$(IS_ROOT)" = yes ] && [ -z "$(APT_UPDATED)" ] || \
+		{ echo "apt knows no package postgresql: run apt-get update as root, or name the major: make PG_MAJOR=N ..."; exit 1; }
+	apt-get update -qq
+	@$(MAKE) --no-print-directory deps APT_UPDATED=yes
+else
 	@missing=""; for p in $(DEB_PACKAGES); do \
 		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -70,6 +78,7 @@ deps:
 			echo "missing Debian packages:$$missing (run make deps as root)"; exit 1; \
 		fi; \
 	fi
+endif
 
 emulator:
 	$(MAKE) -C test/emulator

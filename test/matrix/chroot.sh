@@ -1,5 +1,5 @@
 #!/bin/bash
-# test/matrix/chroot.sh VERSION [TARGET...]
+# test/matrix/chroot.sh VERSION [TARGET|VAR=VALUE...]
 #
 # Runs `make TARGET...` (default: test) of this source tree against
 # PostgreSQL VERSION, inside a Debian chroot whose archive carries that
@@ -22,10 +22,11 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(test)
 
 case "$version" in
+	15) suite=bookworm ;;
 	17) suite=trixie ;;
 	18) suite=sid ;;
 	*)
-		echo "chroot.sh: no Debian suite known for PostgreSQL $version (17: trixie, 18: sid; the host tests its own)" >&2
+		echo "chroot.sh: no Debian suite known for PostgreSQL $version (15: bookworm, 17: trixie, 18: sid)" >&2
 		exit 2 ;;
 esac
 
@@ -60,14 +61,17 @@ mount_into()
 {
 	local dir=$1
 	mountpoint -q "$dir/proc" || { mount -t proc proc "$dir/proc"; mounted+=("$dir/proc"); }
-	mountpoint -q "$dir/sys" || { mount --rbind /sys "$dir/sys"; mount --make-rslave "$dir/sys"; mounted+=("$dir/sys"); }
-	mountpoint -q "$dir/dev" || { mount --rbind /dev "$dir/dev"; mount --make-rslave "$dir/dev"; mounted+=("$dir/dev"); }
+	# (slaves from the start: unmounting them never reaches the host's)
+	mountpoint -q "$dir/sys" || { mount --rbind --make-rslave /sys "$dir/sys"; mounted+=("$dir/sys"); }
+	mountpoint -q "$dir/dev" || { mount --rbind --make-rslave /dev "$dir/dev"; mounted+=("$dir/dev"); }
 	cp -L /etc/resolv.conf "$dir/etc/resolv.conf" 2>/dev/null || true
 }
 
+# (the lock's descriptor is not passed on: a server a failed test left
+# running would hold it)
 in_chroot()
 {
-	chroot "$root" env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+	chroot "$root" 9>&- env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive \
 		CI="${CI:-}" "$@"
 }
@@ -81,6 +85,8 @@ build_chroot()
 	# (never into a mount left behind: it would be the host's /dev or /sys)
 	rm -rf --one-file-system "$new"
 	mkdir -p "$base"
+	command -v debootstrap > /dev/null ||
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap > /dev/null; }
 	debootstrap --variant=minbase --include=make,ca-certificates "$suite" "$new" "$mirror" \
 		> "$base/$suite.debootstrap.log" 2>&1 ||
 		{ tail -n 30 "$base/$suite.debootstrap.log"; exit 1; }
@@ -103,7 +109,11 @@ APT
 	in_chroot apt-get install -y -qq nodejs > /dev/null
 	unmount_all
 	root=$saved_root
-	mv "$new" "$root"
+	if [ -e "$root" ]; then
+		umount -R "$root/proc" "$root/sys" "$root/dev" 2>/dev/null || true
+		rm -rf --one-file-system "$root"
+	fi
+	mv -T "$new" "$root"
 	touch "$root/.sms-ready"
 }
 
@@ -126,4 +136,5 @@ tar -C "$src" --exclude-vcs --exclude='*.o' --exclude='*.bc' --exclude='*.so' \
 	--exclude=./results --exclude=./tmp_check --exclude=./log -cf - . |
 	tar -C "$root/build/sms" -xf -
 mount_into "$root"
-in_chroot make -C /build/sms --no-print-directory "${targets[@]}"
+# PG_MAJOR pins the version: the suite's own postgresql may move on
+in_chroot make -C /build/sms --no-print-directory PG_MAJOR="$version" "${targets[@]}"

@@ -29,8 +29,9 @@ my @pids = worker_pids();
 is(scalar(@pids), 2, 'two sms workers run');
 my $first = $node->safe_psql('postgres', 'SELECT worker_pid FROM sms_stats');
 ok((grep { $_ == $first } @pids), 'sms_stats shows the first worker');
-is($node->safe_psql('postgres', 'SELECT worker FROM sms_stats'), 'running',
-	'the condition is running');
+# (the first worker notices the extension, created after it started, at
+# its next look)
+wait_for_rows($node, 'SELECT worker FROM sms_stats', 'running', 'the condition is running');
 
 # --- both send, and together once each
 queue_messages($node, 'w', 2000, batch => 500);

@@ -201,8 +201,14 @@ for my $value (sort { ($a =~ /(\d+)$/)[0] <=> ($b =~ /(\d+)$/)[0] } keys %spelli
 
 # --- the events were logged, redacted, not dropped
 my $count = sub { my ($re) = @_; my @m = ($log =~ /$re/g); return scalar @m; };
-cmp_ok($count->(qr/ERROR:  parameter "SMS\.AUTH_TOKEN" cannot be changed now/), '>=', 2,
-	'the error of an upper-case SET is logged with the name as written');
+SKIP:
+{
+	# 18 names the setting as it is defined, however the statement spelled it
+	skip 'PostgreSQL 18 reports the name as defined', 1
+	  if $node->safe_psql('postgres', 'SHOW server_version_num') >= 180000;
+	cmp_ok($count->(qr/ERROR:  parameter "SMS\.AUTH_TOKEN" cannot be changed now/), '>=', 2,
+		'the error of an upper-case SET is logged with the name as written');
+}
 cmp_ok($count->(qr/ERROR:  parameter "[^"]+" cannot be changed now/), '>=', 30,
 	'the errors are logged');
 cmp_ok($count->(qr/unterminated quoted string at or near "\.\.\."/), '>=', 4,
