@@ -18,7 +18,7 @@ data="$root/data"
 export PGHOST="$root" PGPORT=5432 PGDATABASE=postgres
 RUNS=${BENCH_RUNS:-5}
 SECS=${BENCH_PGBENCH_SECS:-8}
-PATHS=${BENCH_PATHS:-spi noreturn overload $([ "$(pg_config --version | tr -dc 0-9 | cut -c1-2)" = 15 ] && echo executor)}
+PATHS=${BENCH_PATHS:-spi noreturn overload $([ "$(pg_config --version | tr -dc 0-9 | cut -c1-2)" = 15 ] && echo executor || true)}
 say() { printf '%s\n' "$*"; }
 sql() { psql -X -Atq -v ON_ERROR_STOP=1 -c "$1"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
