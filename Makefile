@@ -23,9 +23,7 @@ OBJS = \
 # make SMS_INSERT_EXPERIMENT=1: sms.insert_path chooses sms_send()'s insert
 ifdef SMS_INSERT_EXPERIMENT
 PG_CPPFLAGS += -DSMS_INSERT_EXPERIMENT
-ifeq ($(PG_MAJOR),15)
 OBJS += src/insert.o
-endif
 endif
 
 EXTENSION = sms

@@ -14,10 +14,8 @@
 #include "sms.h"
 #ifdef SMS_INSERT_EXPERIMENT
 int			sms_insert_path = 0;
-#if PG_VERSION_NUM < 160000
 #define SMS_INSERT_EXECUTOR
 #include "insert.h"
-#endif
 #endif
 
 #include "access/htup_details.h"

@@ -255,6 +255,8 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 	EState	   *estate;
 	MemoryContext oldcxt;
 	RangeTblEntry *rte;
+	List	   *perminfos = NIL;
+	SmsInsertPerms *perms;
 	ResultRelInfo *rri;
 	Relation	rel;
 	InsertShape *s;
@@ -275,8 +277,9 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 	rte->relid = relid;
 	rte->relkind = RELKIND_RELATION;
 	rte->rellockmode = RowExclusiveLock;
-	rte->requiredPerms = ACL_INSERT;
-	ExecInitRangeTable(estate, list_make1(rte));
+	perms = sms_insert_perms(rte, &perminfos);
+	perms->requiredPerms = ACL_INSERT;
+	sms_init_range_table(estate, list_make1(rte), perminfos);
 	rri = makeNode(ResultRelInfo);
 	ExecInitResultRelation(estate, rri, 1);
 	rel = rri->ri_RelationDesc;
@@ -293,11 +296,11 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 
 	/* the INSERT privilege on the columns given, as the current user */
 	for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
-		rte->insertedCols = bms_add_member(rte->insertedCols,
-										   s->given[i] - FirstLowInvalidHeapAttributeNumber);
-	ExecCheckRTPerms(estate->es_range_table, true);
+		perms->insertedCols = bms_add_member(perms->insertedCols,
+											 s->given[i] - FirstLowInvalidHeapAttributeNumber);
+	sms_check_permissions(estate->es_range_table, perminfos);
 
-	CheckValidResultRel(rri, CMD_INSERT);
+	sms_check_insert_target(rri);
 	estate->es_output_cid = GetCurrentCommandId(true);
 	ExecOpenIndices(rri, false);
 
@@ -340,9 +343,7 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 	/* what ModifyTable's ExecInsert does for the row */
 	*inserted = true;
 	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row)
-	{
 		*inserted = ExecBRInsertTriggers(estate, rri, slot);
-	}
 
 	if (*inserted)
 	{
@@ -358,8 +359,7 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 
 		table_tuple_insert(rel, slot, estate->es_output_cid, 0, NULL);
 		if (rri->ri_NumIndices > 0)
-			recheck_indexes = ExecInsertIndexTuples(rri, slot, estate,
-													false, false, NULL, NIL);
+			recheck_indexes = sms_insert_index_tuples(rri, slot, estate);
 		ExecARInsertTriggers(estate, rri, slot, recheck_indexes, NULL);
 		list_free(recheck_indexes);
 

@@ -7,7 +7,7 @@
 #              same C symbol: what the four DEFAULTs cost (as an overload
 #              named sms_send it makes every call with untyped literals
 #              ambiguous)
-#   executor   src/insert.c, the executor's routines (2; PostgreSQL 15 only)
+#   executor   src/insert.c, the executor's routines (2)
 # For each: pgbench pairs (path, INSERT) alternating which goes first, the
 # median of the pair ratios; then instructions per transaction under
 # callgrind (single-user backend, N and 2N statements).
@@ -18,7 +18,7 @@ data="$root/data"
 export PGHOST="$root" PGPORT=5432 PGDATABASE=postgres
 RUNS=${BENCH_RUNS:-5}
 SECS=${BENCH_PGBENCH_SECS:-8}
-PATHS=${BENCH_PATHS:-spi noreturn overload $([ "$(pg_config --version | tr -dc 0-9 | cut -c1-2)" = 15 ] && echo executor || true)}
+PATHS=${BENCH_PATHS:-spi noreturn overload executor}
 say() { printf '%s\n' "$*"; }
 sql() { psql -X -Atq -v ON_ERROR_STOP=1 -c "$1"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
