@@ -10,6 +10,7 @@ OBJS = \
 	src/url.o \
 	src/enqueue.o \
 	src/cancel.o \
+	src/insert.o \
 	src/validate.o \
 	src/encoding.o \
 	src/job.o \

@@ -95,6 +95,51 @@
 							  true, 0, false))
 #endif
 
+/*
+ * sms_send()'s one-row insert through the executor (insert.c).  16 moved
+ * the privileges to check out of the RangeTblEntry into an
+ * RTEPermissionInfo, which ExecInitRangeTable and ExecCheckPermissions
+ * (before: ExecCheckRTPerms) take, and gave ExecInsertIndexTuples
+ * onlySummarizing; 17 gave CheckValidResultRel the MERGE actions, and 18
+ * the ON CONFLICT action too; 18 has ExecInitRangeTable take the relations
+ * that partition pruning left (here the one).  SmsInsertPerms is where the
+ * privileges go: sms_insert_perms() returns it for a relation's entry.
+ */
+#if PG_VERSION_NUM >= 160000
+#define SmsInsertPerms RTEPermissionInfo
+#define sms_insert_perms(rte, perminfos) addRTEPermissionInfo((perminfos), (rte))
+#define sms_check_permissions(rtable, perminfos) \
+	ExecCheckPermissions((rtable), (perminfos), true)
+#define sms_insert_index_tuples(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL, false)
+#else
+#define SmsInsertPerms RangeTblEntry
+#define sms_insert_perms(rte, perminfos) ((void) (perminfos), (rte))
+#define sms_check_permissions(rtable, perminfos) ExecCheckRTPerms((rtable), true)
+#define sms_insert_index_tuples(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL)
+#endif
+
+#if PG_VERSION_NUM >= 180000
+#define sms_init_range_table(estate, rtable, perminfos) \
+	ExecInitRangeTable((estate), (rtable), (perminfos), bms_make_singleton(1))
+#elif PG_VERSION_NUM >= 160000
+#define sms_init_range_table(estate, rtable, perminfos) \
+	ExecInitRangeTable((estate), (rtable), (perminfos))
+#else
+#define sms_init_range_table(estate, rtable, perminfos) \
+	ExecInitRangeTable((estate), (rtable))
+#endif
+
+#if PG_VERSION_NUM >= 180000
+#define sms_check_insert_target(rri) \
+	CheckValidResultRel((rri), CMD_INSERT, ONCONFLICT_NONE, NIL)
+#elif PG_VERSION_NUM >= 170000
+#define sms_check_insert_target(rri) CheckValidResultRel((rri), CMD_INSERT, NIL)
+#else
+#define sms_check_insert_target(rri) CheckValidResultRel((rri), CMD_INSERT)
+#endif
+
 #endif							/* !FRONTEND */
 
 #endif							/* SMS_COMPAT_H */

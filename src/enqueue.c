@@ -12,6 +12,7 @@
  *-------------------------------------------------------------------------
  */
 #include "sms.h"
+#include "insert.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -46,25 +47,7 @@ int			sms_worker_slot = -1;
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
 
-/*
- * The outbox columns sms_send() sets, in the order of its values: its
- * arguments first, idempotency_key among them, then two it computes.
- */
-#define SMS_SEND_NCOLUMNS 9
-#define SMS_SEND_NARGS 7
-#define SMS_SEND_KEY_COLUMN 6
-#define SMS_SEND_CREATED_BY_COLUMN 7
 #define SMS_SEND_DUE_COLUMN 8
-
-static const char *const sms_send_columns[SMS_SEND_NCOLUMNS] = {
-	"to_number", "from_number", "body", "media_urls", "send_at",
-	"priority", "idempotency_key", "created_by", "next_attempt_at"
-};
-
-static const Oid sms_send_column_types[SMS_SEND_NCOLUMNS] = {
-	TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, TIMESTAMPTZOID,
-	INT4OID, TEXTOID, NAMEOID, TIMESTAMPTZOID
-};
 
 /* sms_send()'s saved plans, valid for one incarnation of the extension */
 static Oid	outbox_owner = InvalidOid;
@@ -440,7 +423,10 @@ sms_send(PG_FUNCTION_ARGS)
 	find_outbox();
 
 	sms_become_owner(outbox_owner, &caller);
-	inserted = insert_message(values, isnull, key, &id);
+	/* (ON CONFLICT for a key needs the planner's speculative insertion) */
+	if (key != NULL ||
+		!sms_insert_message(outbox_relid, values, isnull, &inserted, &id))
+		inserted = insert_message(values, isnull, key, &id);
 	sms_restore_caller(&caller);
 
 	if (!inserted)
