@@ -4,10 +4,12 @@
  *	  Queuing messages: sms_send(), the outbox's triggers, and the wake-up
  *	  of the worker when the queuing transaction commits.
  *
- *	  sms_send() inserts through a saved SPI plan as the outbox's owner, so a
+ *	  sms_send() inserts as the outbox's owner, through the executor's
+ *	  routines (insert.c) or, where those decline, a saved SPI plan, so a
  *	  role needs only EXECUTE on sms_send to queue, not rights on the table;
- *	  created_by still records the calling role.  Direct INSERTs run as the
- *	  inserting role and go through the same validation in a trigger.
+ *	  created_by still records the calling role.  Every row, sms_send()'s
+ *	  and those of direct INSERTs (which run as the inserting role), goes
+ *	  through the same validation in a trigger.
  *
  *-------------------------------------------------------------------------
  */
@@ -300,7 +302,9 @@ first_id(void)
 }
 
 /*
- * Insert the message through the saved plans.  Returns false if nothing was
+ * Insert the message through the saved plans: for a message with an
+ * idempotency key (ON CONFLICT needs the planner's speculative insertion),
+ * or where sms_insert_message() declines.  Returns false if nothing was
  * queued and, with a key, no message with it was found: a BEFORE trigger
  * skipped the row, or the earlier message with the key was deleted between
  * the two statements.
