@@ -123,15 +123,22 @@ is($node->safe_psql('postgres',
 # --- a row the second worker leaves 'unknown' (a 500 after creating) is
 # reconciled by the first, which is told at once instead of finding it at
 # its next idle check a minute later.  Which worker claims a message is a
-# race: try until the second one does.
+# race the first usually wins (it is woken first): the first is stopped
+# (SIGSTOP) until the second has claimed, then goes on.
 my ($second_claimed, $settled_in);
 for my $try (1 .. 10)
 {
 	$emu->reset;
 	$emu->fault(action => '500_after', to => '+15558679900', count => 1);
+	my $first_now = $node->safe_psql('postgres', 'SELECT worker_pid FROM sms_stats');
+	kill 'STOP', $first_now;
 	my $id = $node->safe_psql('postgres',
 		qq{SELECT sms_send('+15558679900', '+15017122661', 'ambiguous $try')});
 	my $t0 = time();
+	my $claimed = $node->poll_query_until('postgres',
+		"SELECT claimed_by IS NOT NULL FROM sms_outbox WHERE id = $id");
+	kill 'CONT', $first_now;
+	die "message $id was not claimed while the first worker was stopped" unless $claimed;
 	my $state = '';
 	while (time() - $t0 < 20)
 	{
