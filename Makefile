@@ -19,6 +19,7 @@ OBJS = \
 	src/twilio.o \
 	src/twilio_json.o \
 	src/worker.o \
+	src/standby.o \
 	src/redact.o
 
 EXTENSION = sms

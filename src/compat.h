@@ -140,6 +140,24 @@
 #define sms_check_insert_target(rri) CheckValidResultRel((rri), CMD_INSERT)
 #endif
 
+/*
+ * Whether a commit waits for a synchronous standby at all.  15.13, 16.9,
+ * 17.5 and 18 replaced WalSndCtl's sync_standbys_defined with flags that
+ * also say whether the checkpointer has read synchronous_standby_names yet
+ * (until it has, a commit goes by the setting itself).
+ */
+#if PG_VERSION_NUM >= 170005 || \
+	(PG_VERSION_NUM >= 160009 && PG_VERSION_NUM < 170000) || \
+	(PG_VERSION_NUM >= 150013 && PG_VERSION_NUM < 160000)
+#define sms_sync_standbys_known(ctl) \
+	(((ctl)->sync_standbys_status & SYNC_STANDBY_INIT) != 0)
+#define sms_sync_standbys_defined(ctl) \
+	(((ctl)->sync_standbys_status & SYNC_STANDBY_DEFINED) != 0)
+#else
+#define sms_sync_standbys_known(ctl) true
+#define sms_sync_standbys_defined(ctl) ((ctl)->sync_standbys_defined)
+#endif
+
 #endif							/* !FRONTEND */
 
 #endif							/* SMS_COMPAT_H */

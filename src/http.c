@@ -145,6 +145,13 @@ header_callback(char *data, size_t size, size_t nmemb, void *userp)
  * apart, so the second try is refused here and the attempt is recorded as
  * one whose outcome is unknown: reconciliation decides, not a blind resend.
  */
+/*
+ * The worker's last word on each request, asked here, after the connection
+ * is made and before the first byte of the request leaves: a request it
+ * refuses leaves nothing and is marked held_back.
+ */
+static SmsSendGuard send_guard = NULL;
+
 static int
 prereq_callback(void *userp, char *primary_ip, char *local_ip,
 				int primary_port, int local_port)
@@ -156,12 +163,19 @@ prereq_callback(void *userp, char *primary_ip, char *local_ip,
 		job->retry_refused = true;
 		return CURL_PREREQFUNC_ABORT;
 	}
+	if (send_guard && !send_guard(job))
+	{
+		job->held_back = true;
+		return CURL_PREREQFUNC_ABORT;
+	}
 	return CURL_PREREQFUNC_OK;
 }
 
 void
-sms_http_init(int max_connections)
+sms_http_init(int max_connections, SmsSendGuard guard)
 {
+	send_guard = guard;
+
 	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
 		elog(ERROR, "could not initialize libcurl");
 
@@ -316,6 +330,7 @@ sms_http_easy_for(SmsJob *job)
 	job->curl_error[0] = '\0';
 	job->prereq_calls = 0;
 	job->retry_refused = false;
+	job->held_back = false;
 	job->response_too_large = false;
 	job->retry_after_s = -1;
 	initStringInfo(&job->response);
@@ -361,8 +376,8 @@ note_request_sent(SmsJob *job)
 	long		request_size = 0;
 
 	curl_easy_getinfo(job->easy, CURLINFO_REQUEST_SIZE, &request_size);
-	job->request_sent = (job->prereq_calls > 0 && request_size > 0) ||
-		job->retry_refused;
+	job->request_sent = !job->held_back &&
+		((job->prereq_calls > 0 && request_size > 0) || job->retry_refused);
 }
 
 static void

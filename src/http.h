@@ -10,7 +10,10 @@
 
 #include "job.h"
 
-extern void sms_http_init(int max_connections);
+/* may this job's request leave now? asked just before its first byte */
+typedef bool (*SmsSendGuard) (const SmsJob *job);
+
+extern void sms_http_init(int max_connections, SmsSendGuard guard);
 extern void sms_http_configure(int max_connections);
 extern pgsocket sms_http_socket(void);
 extern long sms_http_timeout_ms(void);

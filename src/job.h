@@ -17,6 +17,7 @@
 
 #include <curl/curl.h>
 
+#include "access/xlogdefs.h"
 #include "lib/stringinfo.h"
 
 typedef enum SmsJobKind
@@ -58,6 +59,7 @@ typedef struct SmsJob
 	char	   *body;			/* UTF-8, or NULL */
 	char	  **media_urls;
 	int			nmedia;
+	XLogRecPtr	claim_lsn;		/* the claim's commit, for sms_may_send() */
 
 	/* the request in flight */
 	CURL	   *easy;
@@ -74,6 +76,7 @@ typedef struct SmsJob
 	bool		request_sent;	/* any byte of the request left */
 	int			prereq_calls;	/* requests curl was about to make */
 	bool		retry_refused;	/* we stopped curl from silently resending */
+	bool		held_back;		/* the send guard stopped it before any byte */
 	char		curl_error[CURL_ERROR_SIZE];
 	long		os_errno;		/* the system's error of a failed connect */
 

@@ -13,6 +13,7 @@
  *-------------------------------------------------------------------------
  */
 #include "outbox.h"
+#include "standby.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -272,14 +273,21 @@ sms_outbox_extension_oid(void)
 	return plans_extension_oid;
 }
 
-void
+/*
+ * Commit the worker's transaction; returns where its commit record ends (see
+ * standby.c: the rows it claimed go out once a synchronous standby has it).
+ */
+XLogRecPtr
 sms_outbox_commit(void)
 {
+	XLogRecPtr	lsn;
+
 	SPI_finish();
 	PopActiveSnapshot();
-	CommitTransactionCommand();
+	lsn = sms_commit_claims();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	return lsn;
 }
 
 /*

@@ -24,7 +24,7 @@ typedef struct SmsWriteBack
 
 extern bool sms_outbox_begin(void);
 extern Oid	sms_outbox_extension_oid(void);
-extern void sms_outbox_commit(void);
+extern XLogRecPtr sms_outbox_commit(void);
 extern int	sms_outbox_recover_inflight(int worker, int nworkers,
 										const int64 *held, int nheld);
 extern SmsJob *sms_outbox_claim(int limit, int worker, int *nclaimed);

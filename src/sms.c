@@ -23,11 +23,14 @@
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 PG_MODULE_MAGIC;
 
@@ -312,7 +315,10 @@ sms_shmem_startup(void)
 		sms_shared->nworkers = sms_workers;
 		pg_atomic_init_u32(&sms_shared->unknown_rows_added, 0);
 		for (int i = 0; i < sms_workers; i++)
+		{
 			pg_atomic_init_u32(&sms_shared->workers[i].wakeup_requested, 0);
+			pg_atomic_init_u64(&sms_shared->workers[i].standby_wait_since, 0);
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -475,6 +481,36 @@ sms_check_install(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Since when a worker's commit has waited for a synchronous standby, if it
+ * has for a while; 0 if none has.  Every commit of a worker waits a moment
+ * (for the disk, for a healthy standby): only a wait of a second or more in
+ * SyncRep is worth reporting.
+ */
+static TimestampTz
+standby_wait_since(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz oldest = 0;
+
+	for (int i = 0; i < sms_shared->nworkers; i++)
+	{
+		SmsWorkerSlot *slot = &sms_shared->workers[i];
+		TimestampTz since = (TimestampTz) pg_atomic_read_u64(&slot->standby_wait_since);
+		int			pid = slot->pid;
+		PGPROC	   *proc;
+
+		if (since == 0 || now - since < USECS_PER_SEC || pid == 0)
+			continue;
+		proc = BackendPidGetProc(pid);
+		if (proc == NULL || proc->wait_event_info != WAIT_EVENT_SYNC_REP)
+			continue;
+		if (oldest == 0 || since < oldest)
+			oldest = since;
+	}
+	return oldest;
+}
+
+/*
  * The worker's process id and condition, as sms_stats shows them.
  */
 Datum
@@ -486,6 +522,7 @@ sms_worker_condition(PG_FUNCTION_ARGS)
 	char		condition[SMS_CONDITION_LEN];
 	int			pid;
 	TimestampTz since;
+	TimestampTz waiting_since;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
@@ -495,6 +532,13 @@ sms_worker_condition(PG_FUNCTION_ARGS)
 	pid = sms_shared->workers[0].pid;
 	since = sms_shared->condition_since;
 	SpinLockRelease(&sms_shared->mutex);
+
+	waiting_since = standby_wait_since();
+	if (waiting_since != 0)
+	{
+		strlcpy(condition, "waiting for synchronous standby", sizeof(condition));
+		since = waiting_since;
+	}
 
 	if (pid != 0)
 		values[0] = Int32GetDatum(pid);

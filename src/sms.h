@@ -54,6 +54,8 @@ typedef struct SmsWorkerSlot
 	pg_atomic_uint32 wakeup_requested;
 	Latch	   *latch;			/* NULL while the worker is not running */
 	int			pid;
+	/* when its commit began to wait for a standby (TimestampTz), or 0 */
+	pg_atomic_uint64 standby_wait_since;
 } SmsWorkerSlot;
 
 typedef struct SmsShared

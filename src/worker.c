@@ -42,6 +42,7 @@
 #include "http.h"
 #include "outbox.h"
 #include "provider.h"
+#include "standby.h"
 
 /* with nothing known to be due, look anyway this often (prepared xacts) */
 #define IDLE_RECHECK_MS 60000
@@ -65,6 +66,8 @@
 #define RETENTION_INTERVAL_MS 60000
 /* how often a worker looks for rows in 'sending' that it holds no job for */
 #define SWEEP_INTERVAL_MS 10000
+/* how often a worker holding claims looks whether the standby has them */
+#define STANDBY_POLL_MS 100
 
 static const SmsProvider *provider = &sms_twilio_provider;
 
@@ -125,6 +128,12 @@ static TimestampTz turn_error_backoff_until = 0;
 
 /* look at the outbox by this time even if nothing woke us (prepared xacts) */
 static TimestampTz idle_check_at = 0;
+
+/*
+ * The latest claim whose commit did not reach the synchronous standby (its
+ * wait was cut short): nothing is sent until the standby has it.
+ */
+static XLogRecPtr unreplicated_claim = InvalidXLogRecPtr;
 
 static void
 queue_push(JobQueue *q, SmsJob *job)
@@ -277,6 +286,8 @@ update_condition(void)
 		sms_set_condition("paused: %s", missing);
 	else if (paused)
 		sms_set_condition("paused: %s", pause_reason);
+	else if (!XLogRecPtrIsInvalid(unreplicated_claim))
+		sms_set_condition("waiting for synchronous standby");
 	else
 		sms_set_condition("running");
 }
@@ -427,6 +438,31 @@ bucket_next_token_at(const TokenBucket *b, int rate, TimestampTz now)
 	return now + (TimestampTz) (missing_tokens * 1e6 / rate) + 1;
 }
 
+/*
+ * Has the synchronous standby got every claim of ours?  Until it has, no
+ * claimed row goes out (see standby.c).
+ */
+static bool
+claims_replicated(void)
+{
+	if (XLogRecPtrIsInvalid(unreplicated_claim))
+		return true;
+	if (!sms_claims_replicated(unreplicated_claim))
+		return false;
+	ereport(LOG,
+			(errmsg("sms: the synchronous standby has the claimed messages: sending them")));
+	unreplicated_claim = InvalidXLogRecPtr;
+	update_condition();
+	return true;
+}
+
+/* curl's last question before a request's first byte leaves */
+static bool
+send_guard(const SmsJob *job)
+{
+	return job->kind != JOB_SEND || sms_may_send(job->claim_lsn);
+}
+
 static int
 free_slots(void)
 {
@@ -443,7 +479,7 @@ start_ready(TimestampTz now)
 	int			n;
 	int			started = 0;
 
-	if (ready.n == 0)
+	if (ready.n == 0 || !claims_replicated())
 		return 0;
 	n = Min(free_slots(), bucket_available(&send_bucket, my_rate, now));
 	/* paused, only the one probing message goes, and alone */
@@ -471,7 +507,10 @@ collect_finished(void)
 		if (job->kind == JOB_SEND)
 		{
 			sends_in_flight--;
-			provider->finish_send(job);
+			if (job->held_back)
+				job->outcome = OUTCOME_ABANDONED;	/* not a byte left */
+			else
+				provider->finish_send(job);
 		}
 		else
 		{
@@ -778,6 +817,24 @@ turn_wanted(TimestampTz now, bool woken, bool *write_back,
 }
 
 /*
+ * The commit that claimed rows returned without the synchronous standby's
+ * word (its wait was canceled or ended by the postmaster's death): until the
+ * standby has the claim, nothing is sent, since a standby promoted without
+ * it would send these rows again.
+ */
+static void
+hold_claims(XLogRecPtr lsn)
+{
+	if (XLogRecPtrIsInvalid(unreplicated_claim))
+		ereport(LOG,
+				(errmsg("sms: claimed messages are held until the synchronous standby has the claim"),
+				 errdetail("The claim committed locally, but its wait for the synchronous standby was cut short.")));
+	if (lsn > unreplicated_claim)
+		unreplicated_claim = lsn;
+	update_condition();
+}
+
+/*
  * Only the first worker reconciles: tell it that rows of ours became
  * 'unknown', so that it looks for the time they are due rather than finding
  * them at its next idle check.
@@ -803,6 +860,7 @@ database_turn_once(int send_limit, int lookup_limit)
 	int			n;
 	bool		query_due = false;
 	TimestampTz now = GetCurrentTimestamp();
+	XLogRecPtr	lsn;
 
 	idle_check_at = TimestampTzPlusMilliseconds(now, IDLE_RECHECK_MS);
 	if (!sms_outbox_begin())
@@ -867,7 +925,7 @@ database_turn_once(int send_limit, int lookup_limit)
 			unknown_due = TimestampTzPlusMilliseconds(now, 100);
 	}
 
-	sms_outbox_commit();
+	lsn = sms_outbox_commit();
 	recovery_pending = false;
 	recheck_due = false;
 	if (made_unknown && sms_worker_slot != 0)
@@ -878,8 +936,13 @@ database_turn_once(int send_limit, int lookup_limit)
 		sms_wake_workers();
 	handed_back = false;
 
-	/* only now are the claims durable: the rows may go out */
+	/* only now are the claims durable: the rows may go out ... */
 	free_done();
+	for (job = sends; job; job = job->next)
+		job->claim_lsn = lsn;
+	/* ... once the synchronous standby has them too */
+	if (sends && !sms_claims_replicated(lsn))
+		hold_claims(lsn);
 	queue_merge_by_priority(&ready, sends);
 	for (job = lookups; job; job = next)
 	{
@@ -983,6 +1046,8 @@ shut_down(WaitEventSet *set)
 	HOLD_INTERRUPTS();
 	set_condition("stopping");
 	abandon_ready();
+	/* a standby that does not answer must not keep us from stopping */
+	sms_commit_locally();
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   Min(sms_request_timeout_ms, 2000));
@@ -1064,8 +1129,12 @@ sms_worker_main(Datum main_arg)
 	MemoryContext loop_cxt;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	/* SIGTERM sets a flag: the loop stops between turns (see shut_down) */
-	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+
+	/*
+	 * SIGTERM sets a flag: the loop stops between turns (see shut_down); a
+	 * commit waiting for a synchronous standby ends at once (see standby.c)
+	 */
+	pqsignal(SIGTERM, sms_standby_sigterm);
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(sms_database, NULL, 0);
@@ -1107,7 +1176,7 @@ sms_worker_main(Datum main_arg)
 	/* anything committed before we registered our latch is claimed below */
 	pg_atomic_write_u32(&sms_shared->workers[sms_worker_slot].wakeup_requested, 0);
 
-	sms_http_init(my_concurrency);
+	sms_http_init(my_concurrency, send_guard);
 	missing = provider->missing_settings();
 
 	set = sms_create_wait_event_set(3);
@@ -1195,6 +1264,9 @@ sms_worker_main(Datum main_arg)
 			timeout = Min(timeout, ms_until(next_retention, now));
 		if (extension_present)
 			timeout = Min(timeout, ms_until(next_sweep, now));
+		/* no one wakes us when the standby catches up: look now and then */
+		if (!XLogRecPtrIsInvalid(unreplicated_claim))
+			timeout = Min(timeout, STANDBY_POLL_MS);
 
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitEventSetWait(set, timeout, events, lengthof(events),

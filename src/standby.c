@@ -1,0 +1,157 @@
+/*-------------------------------------------------------------------------
+ *
+ * standby.c
+ *	  The worker's commits and the synchronous standby.
+ *
+ *	  A claim (pending -> sending) commits before its message goes out, so
+ *	  that a promoted standby knows of every message the old primary may
+ *	  have sent.  That holds only if the standby has the claim: PostgreSQL
+ *	  ends a commit's wait for the synchronous standby early when the
+ *	  postmaster dies, on a cancel and on die(), and the commit then returns
+ *	  as committed locally only.  A message sent after such a commit could be
+ *	  sent again by a standby promoted without the claim.  So the worker asks
+ *	  sms_may_send() at the last moment, in curl's pre-request callback just
+ *	  before a request's first byte: the postmaster is alive, no shutdown is
+ *	  under way, and the claim's commit record has reached a synchronous
+ *	  standby (or no commit waits for one: synchronous replication is off,
+ *	  as after Patroni took a dead replica out of synchronous_standby_names).
+ *	  A claim committed locally only is held back until the standby has it.
+ *
+ *	  A commit waiting for a standby listens to die() alone, not to the flag
+ *	  that the worker's SIGTERM handler sets for an orderly stop; so while
+ *	  one waits, sms_standby_sigterm() raises die() as well, the wait ends,
+ *	  and the flag is put back for the worker's own shutdown.  Commits after
+ *	  a SIGTERM do not wait at all (sms_commit_locally): what they record is
+ *	  truthful whether or not the standby gets it, since a row the standby
+ *	  has in 'sending' is looked up before it is sent again.
+ *
+ *	  The decision whether a commit waits mirrors SyncRepWaitForLSN's: the
+ *	  worker commits with synchronous_commit = on, so it waits for the
+ *	  standby's flush.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "standby.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "miscadmin.h"
+#include "postmaster/interrupt.h"
+#include "replication/syncrep.h"
+#include "replication/walsender.h"
+#include "replication/walsender_private.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/pmsignal.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+/* a commit that may wait for the standby is under way */
+static volatile sig_atomic_t waiting_for_standby = false;
+/* ... and SIGTERM raised die() to end it */
+static volatile sig_atomic_t die_raised = false;
+
+/* the latest claim a synchronous standby is known to have */
+static XLogRecPtr confirmed_lsn = InvalidXLogRecPtr;
+
+void
+sms_standby_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	ShutdownRequestPending = true;
+	if (waiting_for_standby)
+	{
+		die_raised = true;
+		ProcDiePending = true;
+		InterruptPending = true;
+	}
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* sms_stats shows a wait that lasts (see sms_worker_condition) */
+static void
+enter_wait(void)
+{
+	pg_atomic_write_u64(&sms_shared->workers[sms_worker_slot].standby_wait_since,
+						(uint64) GetCurrentTimestamp());
+	waiting_for_standby = true;
+}
+
+static void
+leave_wait(void)
+{
+	waiting_for_standby = false;
+	pg_atomic_write_u64(&sms_shared->workers[sms_worker_slot].standby_wait_since, 0);
+	/* the worker stops in its own way, between turns */
+	if (die_raised)
+	{
+		die_raised = false;
+		ProcDiePending = false;
+	}
+}
+
+/*
+ * Once a SIGTERM came, commits do not wait for a standby that may never
+ * answer: the worker is about to exit (see the header comment).
+ */
+void
+sms_commit_locally(void)
+{
+	SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+/*
+ * Commit the worker's transaction; returns the commit record's end, to be
+ * passed to sms_may_send() for the rows it claimed.
+ */
+XLogRecPtr
+sms_commit_claims(void)
+{
+	enter_wait();
+	/* a SIGTERM before the flag was up is seen here */
+	if (ShutdownRequestPending)
+		sms_commit_locally();
+	CommitTransactionCommand();
+	leave_wait();
+	return XactLastCommitEnd;
+}
+
+/* Would a commit at lsn have waited for a standby, as SyncRepWaitForLSN decides? */
+bool
+sms_claims_replicated(XLogRecPtr lsn)
+{
+	bool		replicated;
+
+	if (XLogRecPtrIsInvalid(lsn) || lsn <= confirmed_lsn)
+		return true;
+	if (!SyncRepRequested())
+		return true;
+
+	LWLockAcquire(SyncRepLock, LW_SHARED);
+	if (lsn <= WalSndCtl->lsn[SYNC_REP_WAIT_FLUSH])
+	{
+		confirmed_lsn = lsn;
+		replicated = true;
+	}
+	else if (sms_sync_standbys_known(WalSndCtl))
+		replicated = !sms_sync_standbys_defined(WalSndCtl);
+	else
+		replicated = SyncRepStandbyNames == NULL || SyncRepStandbyNames[0] == '\0';
+	LWLockRelease(SyncRepLock);
+	return replicated;
+}
+
+/*
+ * May a request for a row claimed by the commit at claim_lsn leave now?
+ * Called just before its first byte does.
+ */
+bool
+sms_may_send(XLogRecPtr claim_lsn)
+{
+	return !ShutdownRequestPending && !ProcDiePending && PostmasterIsAlive() &&
+		sms_claims_replicated(claim_lsn);
+}
