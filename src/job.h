@@ -68,6 +68,8 @@ typedef struct SmsJob
 	char	   *post_fields;
 	char	   *url;			/* a lookup's current page */
 	int			pages;			/* lookup pages fetched so far */
+	struct SmsJob **batch;		/* a lookup's other rows (the same sender) */
+	int			nbatch;
 	StringInfoData response;
 	bool		response_too_large;
 	int			retry_after_s;	/* from a Retry-After header, or -1 */

@@ -130,19 +130,25 @@ prepare_plans(Oid extoid)
 	/*
 	 * Rows whose outcome is unknown are leased for a while (next_attempt_at
 	 * moves ahead), so a lookup in flight is not started twice; their state
-	 * and attempts stay as they are.  The most urgent are looked up first,
-	 * in the claim index's order.
+	 * and attempts stay as they are.  One lookup lists one sender's
+	 * messages: it takes the sender of the most urgent due row, and that
+	 * sender's due rows in the claim index's order.
 	 */
 	claim_unknown_plan = prepare(psprintf(
-										  "WITH c AS ("
-										  " SELECT id FROM %s.sms_outbox"
+										  "WITH s AS ("
+										  " SELECT from_number FROM %s.sms_outbox"
 										  " WHERE state " EQ " 'unknown' AND next_attempt_at " LE " " NOW
-										  " ORDER BY priority DESC, next_attempt_at, id"
-										  " LIMIT $1 FOR UPDATE SKIP LOCKED)"
+										  " ORDER BY priority DESC, next_attempt_at, id LIMIT 1),"
+										  " c AS ("
+										  " SELECT o.id FROM %s.sms_outbox o, s"
+										  " WHERE o.state " EQ " 'unknown' AND o.next_attempt_at " LE " " NOW
+										  " AND o.from_number " EQ " s.from_number"
+										  " ORDER BY o.priority DESC, o.next_attempt_at, o.id"
+										  " LIMIT $1 FOR UPDATE OF o SKIP LOCKED)"
 										  " UPDATE %s.sms_outbox o"
 										  " SET next_attempt_at = " NOW " " PLUS " " MS_INTERVAL("$2")
 										  " FROM c WHERE o.id " EQ " c.id"
-										  " RETURNING " CLAIMED_COLUMNS, s, s),
+										  " RETURNING " CLAIMED_COLUMNS, s, s, s),
 								 2, unknown_args);
 
 	/*
@@ -187,11 +193,15 @@ prepare_plans(Oid extoid)
 	 * its own rows, less the ones it holds ($4): the other workers' are in
 	 * flight.  The first also takes the rows of workers that no longer exist
 	 * (after sms.workers was lowered: that needed a restart, so none of them
-	 * runs) and rows of no worker.
+	 * runs) and rows of no worker.  A row is looked up once its attempt
+	 * cannot be in flight any more ($1: sms.request_timeout after the claim,
+	 * and sms.reconcile_grace for the provider's list to show it): after a
+	 * failover that took longer, at once.
 	 */
 	recover_plan = prepare(psprintf(
 									"UPDATE %s.sms_outbox SET state = 'unknown',"
-									" next_attempt_at = " NOW " " PLUS " " MS_INTERVAL("$1") ","
+									" next_attempt_at = GREATEST(" NOW ", coalesce(last_attempt_at, " NOW ")"
+									" " PLUS " " MS_INTERVAL("$1") "),"
 									" error_message = 'no request was in flight for this message: the worker"
 									" stopped while sending it, or the row was restored in this state',"
 									" updated_at = " NOW
@@ -302,7 +312,7 @@ sms_outbox_recover_inflight(int worker, int nworkers, const int64 *held, int nhe
 
 	for (int i = 0; i < nheld; i++)
 		elems[i] = Int64GetDatum(held[i]);
-	args[0] = Int32GetDatum(sms_reconcile_grace_ms);
+	args[0] = Int32GetDatum(sms_request_timeout_ms + sms_reconcile_grace_ms);
 	args[1] = Int16GetDatum(worker);
 	args[2] = Int16GetDatum(nworkers);
 	args[3] = PointerGetDatum(construct_array(elems, nheld, INT8OID, sizeof(int64),

@@ -4,10 +4,12 @@
  *	  Twilio's Messages API: building requests and deciding outcomes.
  *
  *	  Send:   POST {api_url}/2010-04-01/Accounts/{AccountSid}/Messages.json
- *	  Lookup: GET  the same URL with To, From and DateSent>= filters, paging
- *			  through next_page_uri, to find out whether an attempt whose
- *			  outcome is unknown created the message after all (Twilio has
- *			  no idempotency key).
+ *	  Lookup: GET  the same URL filtered by From (and To, for one row),
+ *			  paging through next_page_uri, to find out whether attempts whose
+ *			  outcome is unknown created their messages after all (Twilio has
+ *			  no idempotency key).  One lookup answers for up to a page's
+ *			  worth of rows of one sender: after a failover, the hundreds of
+ *			  rows that were in flight cost one request, not one each.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,7 +28,9 @@
 
 /* a lookup gives up (and tries again later) after this many pages */
 #define MAX_LOOKUP_PAGES 50
-#define LOOKUP_PAGE_SIZE 100
+/* Twilio's largest page; a lookup for one row filters by To as well */
+#define LOOKUP_PAGE_SIZE 1000
+#define SINGLE_LOOKUP_PAGE_SIZE 100
 
 /*
  * A message created this long before our attempt started cannot be ours;
@@ -222,11 +226,13 @@ twilio_prepare_lookup(SmsJob *job)
 		 * at messages created before the attempt (see finish_lookup).
 		 */
 		initStringInfo(&q);
-		append_param(&q, easy, "To", job->to_number);
+		if (job->nbatch == 0)
+			append_param(&q, easy, "To", job->to_number);
 		/* with a Messaging Service the sending number is the provider's pick */
 		if (!sms_is_messaging_service_sid(job->from_number))
 			append_param(&q, easy, "From", job->from_number);
-		appendStringInfo(&q, "&PageSize=%d", LOOKUP_PAGE_SIZE);
+		appendStringInfo(&q, "%sPageSize=%d", q.len > 0 ? "&" : "",
+						 job->nbatch == 0 ? SINGLE_LOOKUP_PAGE_SIZE : LOOKUP_PAGE_SIZE);
 		job->url = psprintf("%s?%s", messages_url(), q.data);
 	}
 
@@ -332,15 +338,19 @@ valid_price(const char *s)
 static void
 take_message(SmsJob *job, TwilioMessage *m)
 {
-	job->sid = m->sid;
-	job->status = m->status;
+	/* a lookup's page may answer for rows of other jobs than its own */
+	MemoryContext old = MemoryContextSwitchTo(job->cxt);
+
+	job->sid = m->sid ? pstrdup(m->sid) : NULL;
+	job->status = m->status ? pstrdup(m->status) : NULL;
 	job->num_segments = m->num_segments ? parse_int(m->num_segments) : -1;
 	if (job->num_segments == 0)
 		job->num_segments = -1;
 	job->price = valid_price(m->price);
-	job->price_unit = m->price_unit;
+	job->price_unit = m->price_unit ? pstrdup(m->price_unit) : NULL;
 	job->error_code = 0;
 	job->error_message = NULL;
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -512,11 +522,96 @@ matches(SmsJob *job, TwilioMessage *m)
 		created >= job->last_attempt_at - (int64) MATCH_SLACK_SECS * USECS_PER_SEC;
 }
 
+/* The i-th row a lookup answers for: the job's own, then its batch's. */
+static SmsJob *
+lookup_row(SmsJob *job, int i)
+{
+	return i == 0 ? job : job->batch[i - 1];
+}
+
+/*
+ * Settle every row of the lookup not settled yet alike; the rows a page
+ * already found keep what it found.
+ */
+static void
+settle_rest(SmsJob *job, SmsOutcome outcome, int code, const char *message)
+{
+	for (int i = 0; i <= job->nbatch; i++)
+	{
+		SmsJob	   *row = lookup_row(job, i);
+
+		if (row->outcome == OUTCOME_SENT)
+		{
+			row->error_code = 0;
+			row->error_message = NULL;
+			continue;
+		}
+		row->outcome = outcome;
+		row->error_code = code;
+		row->error_message = MemoryContextStrdup(row->cxt, message);
+	}
+}
+
+/*
+ * The attempt of the oldest row still unsettled: a listed message created
+ * before it (less the slack) can be no unsettled row's.  0 if all are.
+ */
+static TimestampTz
+oldest_unsettled_attempt(SmsJob *job)
+{
+	TimestampTz oldest = 0;
+
+	for (int i = 0; i <= job->nbatch; i++)
+	{
+		SmsJob	   *row = lookup_row(job, i);
+
+		if (row->outcome == OUTCOME_NONE &&
+			(oldest == 0 || row->last_attempt_at < oldest))
+			oldest = row->last_attempt_at;
+	}
+	return oldest;
+}
+
+/*
+ * Match one page of the list against the rows; each listed message settles
+ * one row at most (two rows may say the same to the same number).  Returns
+ * false once the page reached messages older than any unsettled attempt.
+ */
+static bool
+match_page(SmsJob *job, TwilioReply *reply)
+{
+	TimestampTz oldest = oldest_unsettled_attempt(job);
+
+	for (int m = 0; m < reply->nmessages && oldest != 0; m++)
+	{
+		TwilioMessage *msg = &reply->messages[m];
+		TimestampTz created;
+
+		for (int i = 0; i <= job->nbatch; i++)
+		{
+			SmsJob	   *row = lookup_row(job, i);
+
+			if (row->outcome == OUTCOME_NONE && matches(row, msg))
+			{
+				take_message(row, msg);
+				row->outcome = OUTCOME_SENT;
+				oldest = oldest_unsettled_attempt(job);
+				break;
+			}
+		}
+		/* newest first: past the oldest attempt, nothing older can be one */
+		created = parse_rfc2822(msg->date_created);
+		if (created != 0 && oldest != 0 &&
+			created < oldest - (int64) MATCH_SLACK_SECS * USECS_PER_SEC)
+			return false;
+	}
+	return oldest != 0;
+}
+
 static bool
 twilio_finish_lookup(SmsJob *job)
 {
 	TwilioReply reply;
-	int			i;
 	const char *reason;
 	int			code;
 
@@ -524,72 +619,55 @@ twilio_finish_lookup(SmsJob *job)
 
 	if (job->curl_result != CURLE_OK)
 	{
+		SmsOutcome	own = job->outcome;
+
+		/* (its outcome is for a send: only its words and pause are kept) */
 		transport_failure(job);
-		job->error_message = psprintf("lookup failed: %s", job->error_message);
-		job->outcome = OUTCOME_LOOKUP_AGAIN;
+		job->outcome = own;
+		settle_rest(job, OUTCOME_LOOKUP_AGAIN, 0,
+					psprintf("lookup failed: %s", job->error_message));
 		return false;
 	}
 
 	if (!twilio_parse_reply(job->response.data, job->response.len, &reply))
 	{
-		set_error(job, 0, "lookup failed: HTTP %ld with a reply that is not JSON",
-				  job->http_status);
-		job->outcome = OUTCOME_LOOKUP_AGAIN;
+		settle_rest(job, OUTCOME_LOOKUP_AGAIN, 0,
+					psprintf("lookup failed: HTTP %ld with a reply that is not JSON",
+							 job->http_status));
 		return false;
 	}
 
 	if (job->http_status != 200)
 	{
 		code = parse_int(reply.top.code);
-		set_error(job, code, "lookup failed: %s",
-				  reply.top.message ? reply.top.message : "unexpected HTTP status");
-		job->outcome = OUTCOME_LOOKUP_AGAIN;
 		if ((reason = account_wide_reason(job->http_status, code)) != NULL)
 			job->pause_reason = pstrdup(reason);
+		settle_rest(job, OUTCOME_LOOKUP_AGAIN, code,
+					psprintf("lookup failed: %s",
+							 reply.top.message ? reply.top.message : "unexpected HTTP status"));
 		return false;
 	}
 
-	for (i = 0; i < reply.nmessages; i++)
-	{
-		TimestampTz created;
-
-		if (matches(job, &reply.messages[i]))
-		{
-			take_message(job, &reply.messages[i]);
-			job->outcome = OUTCOME_SENT;
-			return false;
-		}
-		/* newest first: past the attempt, nothing older can be ours */
-		created = parse_rfc2822(reply.messages[i].date_created);
-		if (created != 0 &&
-			created < job->last_attempt_at - (int64) MATCH_SLACK_SECS * USECS_PER_SEC)
-		{
-			reply.next_page_uri = NULL;
-			break;
-		}
-	}
-
-	if (reply.next_page_uri != NULL && reply.next_page_uri[0] == '/')
+	if (match_page(job, &reply) &&
+		reply.next_page_uri != NULL && reply.next_page_uri[0] == '/')
 	{
 		if (job->pages >= MAX_LOOKUP_PAGES)
 		{
-			set_error(job, 0, "lookup gave up after %d pages", job->pages);
-			job->outcome = OUTCOME_LOOKUP_AGAIN;
+			settle_rest(job, OUTCOME_LOOKUP_AGAIN, 0,
+						psprintf("lookup gave up after %d pages", job->pages));
 			return false;
 		}
-		else
-		{
-			job->url = psprintf("%.*s%s", api_base_len(), sms_api_url,
-								reply.next_page_uri);
-			/* the next page gets a fresh buffer; this one is done with */
-			pfree(job->response.data);
-			job->response.data = NULL;
-			return true;
-		}
+		job->url = psprintf("%.*s%s", api_base_len(), sms_api_url,
+							reply.next_page_uri);
+		/* the next page gets a fresh buffer; this one is done with */
+		pfree(job->response.data);
+		job->response.data = NULL;
+		return true;
 	}
 
-	set_error(job, 0, "the provider has no such message: sending again");
-	job->outcome = OUTCOME_RESEND;
+	/* what no listed message answered for was never created */
+	settle_rest(job, OUTCOME_RESEND, 0,
+				"the provider has no such message: sending again");
 	return false;
 }
 

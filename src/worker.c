@@ -62,6 +62,8 @@
 #define PAUSE_PROBE_MS 30000
 /* lookups in flight at most: reconciliation must not flood the provider */
 #define MAX_LOOKUPS_IN_FLIGHT 4
+/* rows of one sender that one lookup answers for (a page of Twilio's list) */
+#define LOOKUP_BATCH_ROWS 1000
 /* how often retention runs */
 #define RETENTION_INTERVAL_MS 60000
 /* how often a worker looks for rows in 'sending' that it holds no job for */
@@ -207,6 +209,16 @@ push_done(SmsJob *job)
 	if (done.n == 0)
 		done_since = GetCurrentTimestamp();
 	queue_push(&done, job);
+}
+
+/* A finished lookup, and the rows of its batch with it. */
+static void
+push_lookup_done(SmsJob *job)
+{
+	for (int i = 0; i < job->nbatch; i++)
+		push_done(job->batch[i]);
+	job->nbatch = 0;
+	push_done(job);
 }
 
 /* Earlier of two times, where 0 means never. */
@@ -525,7 +537,10 @@ collect_finished(void)
 		}
 		MemoryContextSwitchTo(old);
 
-		push_done(job);
+		if (job->kind == JOB_LOOKUP)
+			push_lookup_done(job);
+		else
+			push_done(job);
 		if (job->outcome == OUTCOME_SENT && job->kind == JOB_SEND)
 			leave_pause("a message was accepted");
 		if (job->outcome == OUTCOME_PAUSE ||
@@ -835,6 +850,32 @@ hold_claims(XLogRecPtr lsn)
 }
 
 /*
+ * Claim the most urgent 'unknown' rows of one sender for one lookup, which
+ * answers for them all; NULL if none is due.
+ */
+static SmsJob *
+claim_lookup(void)
+{
+	int			n;
+	SmsJob	   *rows = sms_outbox_claim_unknown(LOOKUP_BATCH_ROWS,
+												2 * sms_request_timeout_ms + sms_reconcile_grace_ms,
+												&n);
+	SmsJob	   *row;
+	int			i = 0;
+
+	if (rows == NULL)
+		return NULL;
+	rows->nbatch = n - 1;
+	rows->batch = MemoryContextAlloc(rows->cxt, sizeof(SmsJob *) * Max(n - 1, 1));
+	for (row = rows->next; row; row = row->next)
+		rows->batch[i++] = row;
+	for (i = 0; i < rows->nbatch; i++)
+		rows->batch[i]->next = NULL;
+	rows->next = NULL;
+	return rows;
+}
+
+/*
  * Only the first worker reconciles: tell it that rows of ours became
  * 'unknown', so that it looks for the time they are due rather than finding
  * them at its next idle check.
@@ -905,15 +946,17 @@ database_turn_once(int send_limit, int lookup_limit)
 		if (!more_pending)
 			query_due = true;
 	}
-	if (lookup_limit > 0)
+	for (int i = 0; i < lookup_limit; i++)
 	{
-		lookups = sms_outbox_claim_unknown(lookup_limit,
-										   2 * sms_request_timeout_ms + sms_reconcile_grace_ms,
-										   &n);
-		bucket_spend(&lookup_bucket, sms_reconcile_rate, n);
-		if (n < lookup_limit)
-			query_due = true;
+		job = claim_lookup();
+		if (job == NULL)
+			break;
+		job->next = lookups;
+		lookups = job;
+		bucket_spend(&lookup_bucket, sms_reconcile_rate, 1);
 	}
+	if (lookup_limit > 0)
+		query_due = true;
 	if (query_due)
 	{
 		elog(DEBUG2, "sms worker: next due query (claimed %d of %d)", send_limit > 0 ? n : -1, send_limit);
@@ -1084,7 +1127,11 @@ shut_down(WaitEventSet *set)
 		else
 		{
 			lookups_in_flight--;
-			job->outcome = OUTCOME_LOOKUP_AGAIN;
+			/* (its rows not settled yet are looked up again) */
+			if (job->outcome == OUTCOME_NONE)
+				job->outcome = OUTCOME_LOOKUP_AGAIN;
+			push_lookup_done(job);
+			continue;
 		}
 		push_done(job);
 	}

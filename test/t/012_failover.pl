@@ -54,6 +54,15 @@ wait_for_rows($standby,
 	5000, 'after failover: all 5,000 sent');
 exactly_once($emu, 'fo', 5000, rolled_back => 'rb');
 
+# The rows the old primary had claimed are looked up at the provider in
+# batches: one list request answers for many rows of a sender.
+my ($recovered) = slurp_file($standby->logfile) =~
+  /(\d+) messages? w\w+ in state sending with no request in flight/;
+my $lists = $emu->summary->{lists};
+diag("rows in flight at the failover: $recovered; lookup requests: $lists");
+ok($recovered > 1, 'rows were in flight at the failover');
+cmp_ok($lists, '<', $recovered, 'the lookups answered for several rows each');
+
 $standby->stop;
 $emu->stop;
 done_testing();
