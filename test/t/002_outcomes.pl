@@ -171,6 +171,24 @@ is($node->safe_psql('postgres', "SELECT attempts FROM sms_outbox WHERE id = $id"
 is(scalar(@{ $emu->creates }), 3, 'three requests made');
 is(scalar(@{ $emu->messages }), 0, 'nothing created');
 
+# --- twins: the same text to the same number twice, both unknown, and the
+# provider has one of them.  The lookup answers for both: the one message it
+# finds settles one row, and the other is sent again, not taken for it.
+$emu->reset;
+$node->append_conf('postgresql.conf', "sms.max_attempts = 10\n");
+$node->reload;
+$emu->fault(action => '500_after', to => '+15558670401', count => 1);
+$emu->fault(action => 'drop_before', to => '+15558670401', count => 1);
+$node->safe_psql('postgres', q{
+SELECT sms_send('+15558670401', '+15017122661', 'your table is ready'),
+       sms_send('+15558670401', '+15017122661', 'your table is ready')});
+wait_for_rows($node,
+	q{SELECT count(DISTINCT sid) FROM sms_outbox WHERE body = 'your table is ready' AND state = 'sent'},
+	2, 'twins: both sent, each with a SID of its own');
+is(scalar(@{ $emu->messages }), 2, 'twins: the provider has two messages');
+is(scalar(grep { $_->{method} eq 'GET' } @{ $emu->requests }), 1,
+	'twins: one lookup answered for both rows');
+
 $node->stop;
 $emu->stop;
 done_testing();
