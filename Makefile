@@ -2,6 +2,7 @@
 #   make demo    a throwaway cluster and the Twilio emulator, messages sent
 #   make test    every test (pg_regress, TAP, Prism conformance)
 #   make bench   benchmarks that print figures
+#   make test-ha failover under Patroni while messages drain (test/ha/)
 
 MODULE_big = sms
 OBJS = \

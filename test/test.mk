@@ -6,6 +6,10 @@
 #             127.0.0.1 (the Twilio emulator, or Prism)
 # make demo   a throwaway cluster and the emulator; messages sent from SQL
 # make bench  benchmarks that print figures
+# make test-ha  the extension under Patroni (etcd, two nodes, synchronous
+#             mode): a leader killed, a switchover, a stalled standby and a
+#             dead replica while 5,000 messages drain (test/ha/run.py);
+#             HA_VARIANTS=kill (or a comma-separated list) runs some only
 #
 # initdb refuses to run as root, so as root the servers run as the
 # unprivileged user $(TEST_USER), from a scratch copy of the tests that this
@@ -30,7 +34,7 @@ endif
 
 EMULATOR = test/emulator/twilio-emulator
 
-.PHONY: deps emulator prism-deps warnings test test-suite test-matrix demo-run bench-run test-regress test-tap demo bench fuzz fuzz-build
+.PHONY: deps emulator prism-deps warnings test test-suite test-matrix demo-run bench-run test-regress test-tap demo bench fuzz fuzz-build ha-deps test-ha test-ha-run
 
 # The reply parser under libFuzzer, AddressSanitizer and UBSan, built as a
 # frontend program against PostgreSQL's own JSON parser (libpgcommon).
@@ -174,6 +178,45 @@ bench-run:
 	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
 	cd "$$root" && $(RUN_AS_TEST_USER) env PATH="$(PG_BINDIR):$$PATH" \
 		bash test/bench/run.sh "$$root" && rm -rf "$$root"
+
+# make test-ha: the extension under the HA manager Patroni (Debian's
+# patroni and etcd-server, installed here as root if missing): one etcd and
+# two Patroni nodes of PostgreSQL $(PG_MAJOR), all on 127.0.0.1, one fresh
+# cluster per variant (see test/ha/run.py).  HA_VARIANTS picks variants
+# (kill, switchover, stalled-standby, replica-death), HA_MESSAGES the number
+# of messages (5000), HA_FLAGS passes more options (e.g. --ttl 10).
+HA_PACKAGES = patroni etcd-server
+HA_PYTHON ?= /usr/bin/python3
+
+ha-deps:
+	@missing=""; for p in $(HA_PACKAGES); do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$(IS_ROOT)" = yes ]; then \
+			echo "installing:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "missing Debian packages:$$missing (run make test-ha as root)"; exit 1; \
+		fi; \
+	fi
+
+test-ha: deps
+	$(MAKE) ha-deps
+	$(MAKE) all
+	$(MAKE) install
+	$(MAKE) emulator
+	$(MAKE) test-ha-run
+
+test-ha-run:
+	@root="$(TEST_ROOT)"; \
+	tar -cf - test/ha | tar -C "$$root" -xf -; cp $(EMULATOR) "$$root/"; \
+	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
+	cd "$$root" && $(RUN_AS_TEST_USER) env PATH="$(PG_BINDIR):$$PATH" \
+		$(HA_PYTHON) test/ha/run.py --root "$$root" --emulator "$$root/twilio-emulator" \
+		--pg-bindir "$(PG_BINDIR)" $(if $(HA_VARIANTS),--variants "$(HA_VARIANTS)") \
+		$(if $(HA_MESSAGES),--messages $(HA_MESSAGES)) $(HA_FLAGS) \
+		|| { echo "test files and logs kept in $$root"; exit 1; }; \
+	rm -rf "$$root"
 
 # make test-matrix: make test here, then on PostgreSQL 17 and 18 in chroots
 # of Debian 13 and unstable (see test/matrix/chroot.sh; as root)
