@@ -70,6 +70,8 @@
 #define SWEEP_INTERVAL_MS 10000
 /* how often a worker holding claims looks whether the standby has them */
 #define STANDBY_POLL_MS 100
+/* claim what the requests finish in this long, beyond the free slots */
+#define CLAIM_AHEAD_MS 40
 
 static const SmsProvider *provider = &sms_twilio_provider;
 
@@ -92,6 +94,11 @@ static int	lookups_in_flight = 0;
 /* this worker's shares of the settings (sms_worker_slot says which it is) */
 static int	my_concurrency = 1;
 static int	my_rate = 0;		/* 0: no limit */
+
+/* sends finished per second, smoothed over 100 ms steps (claim_target) */
+static double send_rate = 0;
+static int	sends_finished = 0;
+static TimestampTz rate_since = 0;
 
 /* what the loop knows about the outbox */
 static bool extension_present = false;
@@ -519,6 +526,7 @@ collect_finished(void)
 		if (job->kind == JOB_SEND)
 		{
 			sends_in_flight--;
+			sends_finished++;	/* for claim_target()'s rate */
 			if (job->held_back)
 				job->outcome = OUTCOME_ABANDONED;	/* not a byte left */
 			else
@@ -727,15 +735,33 @@ free_done(void)
 	done_since = 0;
 }
 
-/* Rows to keep claimed ahead of the free request slots. */
+/*
+ * Rows to keep claimed, in flight or waiting for a free request slot: the
+ * slots, and what the requests finish in CLAIM_AHEAD_MS at the recent rate,
+ * so that each turn of the database (at least every WRITE_BACK_DELAY_MS
+ * under load) claims a batch, not a few rows.  No more: every claimed row a
+ * worker holds when its server dies becomes 'unknown' on the new primary
+ * and waits to be looked up, sent or not.
+ */
 static int
 claim_target(void)
 {
-	int			target = 8 * my_concurrency;
+	TimestampTz now = GetCurrentTimestamp();
+	int			target;
 
 	/* a worker with no share could never send what it claimed */
 	if (my_concurrency == 0)
 		return 0;
+
+	if (rate_since == 0 || now - rate_since >= 100 * 1000)
+	{
+		if (rate_since != 0)
+			send_rate = (send_rate + sends_finished * 1e6 / (now - rate_since)) / 2;
+		sends_finished = 0;
+		rate_since = now;
+	}
+	target = my_concurrency + (int) (send_rate * CLAIM_AHEAD_MS / 1000);
+	target = Min(Max(target, 2 * my_concurrency), 8 * my_concurrency);
 	/* under a rate limit, claim no more than about a second's worth */
 	if (my_rate > 0)
 		target = Min(target, my_rate);

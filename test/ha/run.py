@@ -727,12 +727,13 @@ def main():
     ap.add_argument('--variants', default=','.join(VARIANTS))
     ap.add_argument('--messages', type=int, default=5000)
     ap.add_argument('--pg-bindir', default='/usr/lib/postgresql/15/bin')
-    ap.add_argument('--ttl', type=int, default=8)
-    ap.add_argument('--loop-wait', type=int, default=1)
-    ap.add_argument('--retry-timeout', type=int, default=3)
-    ap.add_argument('--reconcile-grace', default='1s', help='sms.reconcile_grace (default 1s)')
-    ap.add_argument('--reconcile-rate', type=int, default=1000,
-                    help='sms.reconcile_rate (default 1000)')
+    # Patroni's defaults and the extension's: what a user gets
+    ap.add_argument('--ttl', type=int, default=30)
+    ap.add_argument('--loop-wait', type=int, default=10)
+    ap.add_argument('--retry-timeout', type=int, default=10)
+    ap.add_argument('--reconcile-grace', default='5s', help='sms.reconcile_grace (default 5s)')
+    ap.add_argument('--reconcile-rate', type=int, default=10,
+                    help='sms.reconcile_rate (default 10)')
     ap.add_argument('--stall-delay', type=float, default=3,
                     help='stalled-standby: send_at this many seconds after queueing starts')
     ap.add_argument('--settle-timeout', type=float, default=120)
