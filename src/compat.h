@@ -142,21 +142,28 @@
 
 /*
  * Whether a commit waits for a synchronous standby at all.  15.13, 16.9,
- * 17.5 and 18 replaced WalSndCtl's sync_standbys_defined with flags that
- * also say whether the checkpointer has read synchronous_standby_names yet
- * (until it has, a commit goes by the setting itself).
+ * 17.5 and 18 replaced WalSndCtl's bool sync_standbys_defined with the byte
+ * sync_standbys_status, whose flags also say whether the checkpointer has
+ * read synchronous_standby_names yet (until it has, a commit goes by the
+ * setting itself).  Both are one byte in the same place, but the meaning is
+ * the running server's, which a minor upgrade changes without a rebuild of
+ * the extension: so the byte is read here and interpreted by the server's
+ * version (see standby.c).
  */
 #if PG_VERSION_NUM >= 170005 || \
 	(PG_VERSION_NUM >= 160009 && PG_VERSION_NUM < 170000) || \
 	(PG_VERSION_NUM >= 150013 && PG_VERSION_NUM < 160000)
-#define sms_sync_standbys_known(ctl) \
-	(((ctl)->sync_standbys_status & SYNC_STANDBY_INIT) != 0)
-#define sms_sync_standbys_defined(ctl) \
-	(((ctl)->sync_standbys_status & SYNC_STANDBY_DEFINED) != 0)
+#define sms_sync_standbys_byte(ctl) ((uint8) (ctl)->sync_standbys_status)
 #else
-#define sms_sync_standbys_known(ctl) true
-#define sms_sync_standbys_defined(ctl) ((ctl)->sync_standbys_defined)
+#define sms_sync_standbys_byte(ctl) ((uint8) (ctl)->sync_standbys_defined)
 #endif
+#define sms_server_has_sync_standbys_status(version_num) \
+	((version_num) >= 170005 || \
+	 ((version_num) >= 160009 && (version_num) < 170000) || \
+	 ((version_num) >= 150013 && (version_num) < 160000))
+/* its flags there: SYNC_STANDBY_INIT and SYNC_STANDBY_DEFINED */
+#define SMS_SYNC_STANDBY_INIT 0x01
+#define SMS_SYNC_STANDBY_DEFINED 0x02
 
 #endif							/* !FRONTEND */
 

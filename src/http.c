@@ -137,21 +137,23 @@ header_callback(char *data, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
+/* the worker's last word on each request (see prereq_callback) */
+static SmsSendGuard send_guard = NULL;
+
 /*
+ * Called after the connection is made and before the first byte of a
+ * request leaves.
+ *
  * libcurl silently sends a request again on a fresh connection when a reused
  * connection died before any reply came.  That is harmless for the idle
  * connection a server closed before reading the request, but a duplicate
  * message when the server did read and act on it.  We cannot tell the two
  * apart, so the second try is refused here and the attempt is recorded as
  * one whose outcome is unknown: reconciliation decides, not a blind resend.
+ *
+ * Then the worker's send guard decides whether the request may leave at
+ * all; one it refuses leaves nothing and is marked held_back.
  */
-/*
- * The worker's last word on each request, asked here, after the connection
- * is made and before the first byte of the request leaves: a request it
- * refuses leaves nothing and is marked held_back.
- */
-static SmsSendGuard send_guard = NULL;
-
 static int
 prereq_callback(void *userp, char *primary_ip, char *local_ip,
 				int primary_port, int local_port)

@@ -70,6 +70,8 @@ typedef struct SmsJob
 	int			pages;			/* lookup pages fetched so far */
 	struct SmsJob **batch;		/* a lookup's other rows (the same sender) */
 	int			nbatch;
+	TimestampTz listed_back_to; /* the oldest message a lookup has listed */
+	bool		lookup_alone;	/* a batch could not reach back to this row */
 	StringInfoData response;
 	bool		response_too_large;
 	int			retry_after_s;	/* from a Retry-After header, or -1 */

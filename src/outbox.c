@@ -89,7 +89,7 @@ prepare_plans(Oid extoid)
 	char	   *schema = get_namespace_name(sms_extension_schema(extoid));
 	const char *s = quote_identifier(schema);
 	Oid			claim_args[2] = {INT4OID, INT2OID};
-	Oid			unknown_args[2] = {INT4OID, INT4OID};
+	Oid			unknown_args[3] = {INT4OID, INT4OID, TIMESTAMPTZOID};
 	Oid			wb_args[13] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
@@ -131,25 +131,30 @@ prepare_plans(Oid extoid)
 	 * Rows whose outcome is unknown are leased for a while (next_attempt_at
 	 * moves ahead), so a lookup in flight is not started twice; their state
 	 * and attempts stay as they are.  One lookup lists one sender's
-	 * messages: it takes the sender of the most urgent due row, and that
-	 * sender's due rows in the claim index's order.
+	 * messages: it takes the most urgent due row, and the due rows of its
+	 * sender in the claim index's order; rows whose attempt began before $3
+	 * are looked up alone (a batch could not list back to them).
 	 */
 	claim_unknown_plan = prepare(psprintf(
 										  "WITH s AS ("
-										  " SELECT from_number FROM %s.sms_outbox"
+										  " SELECT id, from_number,"
+										  " coalesce(last_attempt_at, '-infinity') " GE " $3 AS batched"
+										  " FROM %s.sms_outbox"
 										  " WHERE state " EQ " 'unknown' AND next_attempt_at " LE " " NOW
 										  " ORDER BY priority DESC, next_attempt_at, id LIMIT 1),"
 										  " c AS ("
 										  " SELECT o.id FROM %s.sms_outbox o, s"
 										  " WHERE o.state " EQ " 'unknown' AND o.next_attempt_at " LE " " NOW
+										  " AND (o.id " EQ " s.id OR (s.batched"
 										  " AND o.from_number " EQ " s.from_number"
+										  " AND coalesce(o.last_attempt_at, '-infinity') " GE " $3))"
 										  " ORDER BY o.priority DESC, o.next_attempt_at, o.id"
 										  " LIMIT $1 FOR UPDATE OF o SKIP LOCKED)"
 										  " UPDATE %s.sms_outbox o"
 										  " SET next_attempt_at = " NOW " " PLUS " " MS_INTERVAL("$2")
 										  " FROM c WHERE o.id " EQ " c.id"
 										  " RETURNING " CLAIMED_COLUMNS, s, s, s),
-								 2, unknown_args);
+								 3, unknown_args);
 
 	/*
 	 * Every write-back is guarded by the state and attempt it expects: a late
@@ -194,9 +199,12 @@ prepare_plans(Oid extoid)
 	 * flight.  The first also takes the rows of workers that no longer exist
 	 * (after sms.workers was lowered: that needed a restart, so none of them
 	 * runs) and rows of no worker.  A row is looked up once its attempt
-	 * cannot be in flight any more ($1: sms.request_timeout after the claim,
-	 * and sms.reconcile_grace for the provider's list to show it): after a
-	 * failover that took longer, at once.
+	 * cannot be in flight any more, as a lookup's lease reckons it ($1:
+	 * twice sms.request_timeout after the claim, which covers the moment a
+	 * claimed row waits for a free request slot, and sms.reconcile_grace for
+	 * the provider's list to show it): after a failover that took longer, at
+	 * once.  (Claims held for the standby are claimed again when released,
+	 * see worker.c, so that no request leaves long after its claim.)
 	 */
 	recover_plan = prepare(psprintf(
 									"UPDATE %s.sms_outbox SET state = 'unknown',"
@@ -312,7 +320,7 @@ sms_outbox_recover_inflight(int worker, int nworkers, const int64 *held, int nhe
 
 	for (int i = 0; i < nheld; i++)
 		elems[i] = Int64GetDatum(held[i]);
-	args[0] = Int32GetDatum(sms_request_timeout_ms + sms_reconcile_grace_ms);
+	args[0] = Int32GetDatum(2 * sms_request_timeout_ms + sms_reconcile_grace_ms);
 	args[1] = Int16GetDatum(worker);
 	args[2] = Int16GetDatum(nworkers);
 	args[3] = PointerGetDatum(construct_array(elems, nheld, INT8OID, sizeof(int64),
@@ -424,9 +432,11 @@ sms_outbox_claim(int limit, int worker, int *nclaimed)
 }
 
 SmsJob *
-sms_outbox_claim_unknown(int limit, int lease_ms, int *nclaimed)
+sms_outbox_claim_unknown(int limit, int lease_ms, TimestampTz alone_before,
+						 int *nclaimed)
 {
-	Datum		args[2] = {Int32GetDatum(limit), Int32GetDatum(lease_ms)};
+	Datum		args[3] = {Int32GetDatum(limit), Int32GetDatum(lease_ms),
+	TimestampTzGetDatum(alone_before)};
 
 	if (SPI_execute_plan(claim_unknown_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim messages to reconcile");

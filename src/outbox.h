@@ -28,7 +28,8 @@ extern XLogRecPtr sms_outbox_commit(void);
 extern int	sms_outbox_recover_inflight(int worker, int nworkers,
 										const int64 *held, int nheld);
 extern SmsJob *sms_outbox_claim(int limit, int worker, int *nclaimed);
-extern SmsJob *sms_outbox_claim_unknown(int limit, int lease_ms, int *nclaimed);
+extern SmsJob *sms_outbox_claim_unknown(int limit, int lease_ms,
+										TimestampTz alone_before, int *nclaimed);
 extern int	sms_outbox_write_back(SmsWriteBack *wb, int n);
 extern void sms_outbox_next_due(TimestampTz *pending_due, TimestampTz *unknown_due);
 extern int	sms_outbox_purge(int retention_s);

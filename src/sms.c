@@ -318,6 +318,7 @@ sms_shmem_startup(void)
 		{
 			pg_atomic_init_u32(&sms_shared->workers[i].wakeup_requested, 0);
 			pg_atomic_init_u64(&sms_shared->workers[i].standby_wait_since, 0);
+			pg_atomic_init_u64(&sms_shared->workers[i].claims_held_since, 0);
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -481,10 +482,11 @@ sms_check_install(PG_FUNCTION_ARGS)
 }
 
 /*
- * Since when a worker's commit has waited for a synchronous standby, if it
- * has for a while; 0 if none has.  Every commit of a worker waits a moment
- * (for the disk, for a healthy standby): only a wait of a second or more in
- * SyncRep is worth reporting.
+ * Since when a worker has waited for a synchronous standby, if it has for a
+ * while; 0 if none has.  A worker waits while it holds claims the standby
+ * lacks, or while its commit waits in SyncRep: every commit waits a moment
+ * (for the disk, for a healthy standby), so only a wait of a second or more
+ * is worth reporting.
  */
 static TimestampTz
 standby_wait_since(void)
@@ -496,13 +498,19 @@ standby_wait_since(void)
 	{
 		SmsWorkerSlot *slot = &sms_shared->workers[i];
 		TimestampTz since = (TimestampTz) pg_atomic_read_u64(&slot->standby_wait_since);
+		TimestampTz held = (TimestampTz) pg_atomic_read_u64(&slot->claims_held_since);
 		int			pid = slot->pid;
 		PGPROC	   *proc;
 
-		if (since == 0 || now - since < USECS_PER_SEC || pid == 0)
+		if (pid == 0)
 			continue;
-		proc = BackendPidGetProc(pid);
-		if (proc == NULL || proc->wait_event_info != WAIT_EVENT_SYNC_REP)
+		if (since == 0 || now - since < USECS_PER_SEC ||
+			(proc = BackendPidGetProc(pid)) == NULL ||
+			proc->wait_event_info != WAIT_EVENT_SYNC_REP)
+			since = 0;
+		if (held != 0 && (since == 0 || held < since))
+			since = held;
+		if (since == 0)
 			continue;
 		if (oldest == 0 || since < oldest)
 			oldest = since;

@@ -56,6 +56,8 @@ typedef struct SmsWorkerSlot
 	int			pid;
 	/* when its commit began to wait for a standby (TimestampTz), or 0 */
 	pg_atomic_uint64 standby_wait_since;
+	/* since when it holds claims the standby lacks (see standby.c), or 0 */
+	pg_atomic_uint64 claims_held_since;
 } SmsWorkerSlot;
 
 typedef struct SmsShared

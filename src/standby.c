@@ -112,19 +112,46 @@ XLogRecPtr
 sms_commit_claims(void)
 {
 	enter_wait();
-	/* a SIGTERM before the flag was up is seen here */
-	if (ShutdownRequestPending)
-		sms_commit_locally();
-	CommitTransactionCommand();
-	leave_wait();
+	PG_TRY();
+	{
+		/* a SIGTERM before the flag was up is seen here */
+		if (ShutdownRequestPending)
+			sms_commit_locally();
+		CommitTransactionCommand();
+	}
+	PG_FINALLY();
+	{
+		/* (a deferred trigger of the user's can fail the commit) */
+		leave_wait();
+	}
+	PG_END_TRY();
 	return XactLastCommitEnd;
 }
 
-/* Would a commit at lsn have waited for a standby, as SyncRepWaitForLSN decides? */
+/*
+ * Does the running server keep WalSndCtl's sync_standbys_status (see
+ * compat.h)?  Its version, not the one this was built against, decides.
+ */
+static bool
+server_has_status(void)
+{
+	static int	version_num = 0;
+
+	if (version_num == 0)
+		version_num = atoi(GetConfigOption("server_version_num", false, false));
+	return sms_server_has_sync_standbys_status(version_num);
+}
+
+/*
+ * May the rows claimed by the commit at lsn go out, as far as the standby
+ * goes?  Yes if a synchronous standby has confirmed it, or if no commit
+ * waits for one now (as SyncRepWaitForLSN decides).
+ */
 bool
 sms_claims_replicated(XLogRecPtr lsn)
 {
 	bool		replicated;
+	uint8		status;
 
 	if (XLogRecPtrIsInvalid(lsn) || lsn <= confirmed_lsn)
 		return true;
@@ -132,13 +159,16 @@ sms_claims_replicated(XLogRecPtr lsn)
 		return true;
 
 	LWLockAcquire(SyncRepLock, LW_SHARED);
+	status = sms_sync_standbys_byte(WalSndCtl);
 	if (lsn <= WalSndCtl->lsn[SYNC_REP_WAIT_FLUSH])
 	{
 		confirmed_lsn = lsn;
 		replicated = true;
 	}
-	else if (sms_sync_standbys_known(WalSndCtl))
-		replicated = !sms_sync_standbys_defined(WalSndCtl);
+	else if (!server_has_status())
+		replicated = status == 0;	/* the bool sync_standbys_defined */
+	else if (status & SMS_SYNC_STANDBY_INIT)
+		replicated = (status & SMS_SYNC_STANDBY_DEFINED) == 0;
 	else
 		replicated = SyncRepStandbyNames == NULL || SyncRepStandbyNames[0] == '\0';
 	LWLockRelease(SyncRepLock);

@@ -499,12 +499,13 @@ same_text(const char *a, const char *b)
 	return b != NULL && strcmp(a, b) == 0;
 }
 
-/* Is this listed message the one our attempt may have created? */
+/*
+ * Is this listed message, created at created (0 if its date is not one), the
+ * one our attempt may have created?
+ */
 static bool
-matches(SmsJob *job, TwilioMessage *m)
+matches(SmsJob *job, TwilioMessage *m, TimestampTz created)
 {
-	TimestampTz created = parse_rfc2822(m->date_created);
-
 	if (!same_text(job->to_number, m->to))
 		return false;
 	if (!same_text(job->body, m->body) &&
@@ -554,75 +555,124 @@ settle_rest(SmsJob *job, SmsOutcome outcome, int code, const char *message)
 
 /*
  * The attempt of the oldest row still unsettled: a listed message created
- * before it (less the slack) can be no unsettled row's.  0 if all are.
+ * before it (less the slack) can be no unsettled row's.  False if every row
+ * is settled.
  */
-static TimestampTz
-oldest_unsettled_attempt(SmsJob *job)
+static bool
+oldest_unsettled_attempt(SmsJob *job, TimestampTz *oldest)
 {
-	TimestampTz oldest = 0;
+	bool		any = false;
 
 	for (int i = 0; i <= job->nbatch; i++)
 	{
 		SmsJob	   *row = lookup_row(job, i);
 
 		if (row->outcome == OUTCOME_NONE &&
-			(oldest == 0 || row->last_attempt_at < oldest))
-			oldest = row->last_attempt_at;
+			(!any || row->last_attempt_at < *oldest))
+			*oldest = row->last_attempt_at;
+		any |= row->outcome == OUTCOME_NONE;
 	}
-	return oldest;
+	return any;
 }
 
 /*
- * Match one page of the list against the rows; each listed message settles
- * one row at most (two rows may say the same to the same number).  Returns
- * false once the page reached messages older than any unsettled attempt.
+ * Match one page of the list against the rows.  Each listed message settles
+ * one row at most (two rows may say the same to the same number): of the
+ * rows it matches, the one whose attempt began last, since the list comes
+ * newest first and an older message may still match an earlier attempt but
+ * never a later one.  Returns false once every row is settled or the page
+ * reached messages older than any unsettled attempt.
  */
 static bool
 match_page(SmsJob *job, TwilioReply *reply)
 {
-	TimestampTz oldest = oldest_unsettled_attempt(job);
+	TimestampTz oldest = 0;
+	bool		unsettled = oldest_unsettled_attempt(job, &oldest);
 
-	for (int m = 0; m < reply->nmessages && oldest != 0; m++)
+	for (int m = 0; m < reply->nmessages && unsettled; m++)
 	{
 		TwilioMessage *msg = &reply->messages[m];
-		TimestampTz created;
+		TimestampTz created = parse_rfc2822(msg->date_created);
+		SmsJob	   *best = NULL;
 
 		for (int i = 0; i <= job->nbatch; i++)
 		{
 			SmsJob	   *row = lookup_row(job, i);
 
-			if (row->outcome == OUTCOME_NONE && matches(row, msg))
-			{
-				take_message(row, msg);
-				row->outcome = OUTCOME_SENT;
-				oldest = oldest_unsettled_attempt(job);
-				break;
-			}
+			if (row->outcome == OUTCOME_NONE && matches(row, msg, created) &&
+				(best == NULL || row->last_attempt_at > best->last_attempt_at))
+				best = row;
 		}
+		if (best)
+		{
+			take_message(best, msg);
+			best->outcome = OUTCOME_SENT;
+			unsettled = oldest_unsettled_attempt(job, &oldest);
+		}
+		if (created != 0)
+			job->listed_back_to = created;
 		/* newest first: past the oldest attempt, nothing older can be one */
-		created = parse_rfc2822(msg->date_created);
-		if (created != 0 && oldest != 0 &&
+		if (unsettled && created != 0 &&
 			created < oldest - (int64) MATCH_SLACK_SECS * USECS_PER_SEC)
 			return false;
 	}
-	return oldest != 0;
+	return unsettled;
 }
 
+/*
+ * The list is longer than a lookup may page through.  A row whose attempt
+ * began after the oldest message listed (less the slack) had every message
+ * it could be listed: none was its own.  The others are looked up again,
+ * each alone, filtered by its number as well (see claim_lookup in worker.c):
+ * a batch would page through the same messages again.
+ */
+static void
+give_up_lookup(SmsJob *job)
+{
+	for (int i = 0; i <= job->nbatch; i++)
+	{
+		SmsJob	   *row = lookup_row(job, i);
+
+		if (row->outcome != OUTCOME_NONE || job->listed_back_to == 0 ||
+			row->last_attempt_at - (int64) MATCH_SLACK_SECS * USECS_PER_SEC <=
+			job->listed_back_to)
+			continue;
+		row->outcome = OUTCOME_RESEND;
+		row->error_code = 0;
+		row->error_message = MemoryContextStrdup(row->cxt,
+												 "the provider has no such message: sending again");
+	}
+	for (int i = 0; i <= job->nbatch && job->nbatch > 0; i++)
+	{
+		SmsJob	   *row = lookup_row(job, i);
+
+		if (row->outcome == OUTCOME_NONE)
+			row->lookup_alone = true;
+	}
+	settle_rest(job, OUTCOME_LOOKUP_AGAIN, 0,
+				psprintf("lookup gave up after %d pages", job->pages));
+}
+
+/*
+ * One page of a lookup's list, parsed and matched in the current memory
+ * context (a page's; see twilio_finish_lookup): what outlives the page is
+ * copied into the jobs' own contexts.
+ */
 static bool
-twilio_finish_lookup(SmsJob *job)
+finish_lookup_page(SmsJob *job)
 {
 	TwilioReply reply;
 	const char *reason;
 	int			code;
 
-	job->pages++;
-
 	if (job->curl_result != CURLE_OK)
 	{
 		SmsOutcome	own = job->outcome;
+		MemoryContext old = MemoryContextSwitchTo(job->cxt);
 
 		/* (its outcome is for a send: only its words and pause are kept) */
 		transport_failure(job);
+		MemoryContextSwitchTo(old);
 		job->outcome = own;
 		settle_rest(job, OUTCOME_LOOKUP_AGAIN, 0,
 					psprintf("lookup failed: %s", job->error_message));
@@ -641,7 +691,7 @@ twilio_finish_lookup(SmsJob *job)
 	{
 		code = parse_int(reply.top.code);
 		if ((reason = account_wide_reason(job->http_status, code)) != NULL)
-			job->pause_reason = pstrdup(reason);
+			job->pause_reason = MemoryContextStrdup(job->cxt, reason);
 		settle_rest(job, OUTCOME_LOOKUP_AGAIN, code,
 					psprintf("lookup failed: %s",
 							 reply.top.message ? reply.top.message : "unexpected HTTP status"));
@@ -653,15 +703,12 @@ twilio_finish_lookup(SmsJob *job)
 	{
 		if (job->pages >= MAX_LOOKUP_PAGES)
 		{
-			settle_rest(job, OUTCOME_LOOKUP_AGAIN, 0,
-						psprintf("lookup gave up after %d pages", job->pages));
+			give_up_lookup(job);
 			return false;
 		}
-		job->url = psprintf("%.*s%s", api_base_len(), sms_api_url,
-							reply.next_page_uri);
-		/* the next page gets a fresh buffer; this one is done with */
-		pfree(job->response.data);
-		job->response.data = NULL;
+		job->url = MemoryContextStrdup(job->cxt,
+									   psprintf("%.*s%s", api_base_len(), sms_api_url,
+												reply.next_page_uri));
 		return true;
 	}
 
@@ -669,6 +716,32 @@ twilio_finish_lookup(SmsJob *job)
 	settle_rest(job, OUTCOME_RESEND, 0,
 				"the provider has no such message: sending again");
 	return false;
+}
+
+/*
+ * A lookup's page is up to a thousand messages: its parsed form lives in a
+ * context of its own, gone once the page is matched, so that a lookup of
+ * many pages holds one page at a time.
+ */
+static bool
+twilio_finish_lookup(SmsJob *job)
+{
+	MemoryContext page_cxt = AllocSetContextCreate(job->cxt, "sms lookup page",
+												   ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(page_cxt);
+	bool		another;
+
+	job->pages++;
+	another = finish_lookup_page(job);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(page_cxt);
+	if (another)
+	{
+		/* the next page gets a fresh buffer; this one is done with */
+		pfree(job->response.data);
+		job->response.data = NULL;
+	}
+	return another;
 }
 
 const SmsProvider sms_twilio_provider = {

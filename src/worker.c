@@ -144,6 +144,13 @@ static TimestampTz idle_check_at = 0;
  */
 static XLogRecPtr unreplicated_claim = InvalidXLogRecPtr;
 
+/* rows claimed by the turn under way and not yet handed on */
+static SmsJob *turn_sends = NULL;
+static SmsJob *turn_lookups = NULL;
+
+/* unknown rows whose attempt began before this are looked up one by one */
+static TimestampTz lookup_alone_before = DT_NOBEGIN;
+
 static void
 queue_push(JobQueue *q, SmsJob *job)
 {
@@ -222,6 +229,13 @@ push_done(SmsJob *job)
 static void
 push_lookup_done(SmsJob *job)
 {
+	for (int i = 0; i <= job->nbatch; i++)
+	{
+		SmsJob	   *row = i == 0 ? job : job->batch[i - 1];
+
+		if (row->lookup_alone && row->last_attempt_at >= lookup_alone_before)
+			lookup_alone_before = row->last_attempt_at + 1;
+	}
 	for (int i = 0; i < job->nbatch; i++)
 		push_done(job->batch[i]);
 	job->nbatch = 0;
@@ -290,6 +304,8 @@ worker_shmem_exit(int code, Datum arg)
 	sms_shared->workers[sms_worker_slot].latch = NULL;
 	sms_shared->workers[sms_worker_slot].pid = 0;
 	SpinLockRelease(&sms_shared->mutex);
+	pg_atomic_write_u64(&sms_shared->workers[sms_worker_slot].standby_wait_since, 0);
+	pg_atomic_write_u64(&sms_shared->workers[sms_worker_slot].claims_held_since, 0);
 	set_condition("not running");
 }
 
@@ -305,8 +321,6 @@ update_condition(void)
 		sms_set_condition("paused: %s", missing);
 	else if (paused)
 		sms_set_condition("paused: %s", pause_reason);
-	else if (!XLogRecPtrIsInvalid(unreplicated_claim))
-		sms_set_condition("waiting for synchronous standby");
 	else
 		sms_set_condition("running");
 }
@@ -469,9 +483,15 @@ claims_replicated(void)
 	if (!sms_claims_replicated(unreplicated_claim))
 		return false;
 	ereport(LOG,
-			(errmsg("sms: the synchronous standby has the claimed messages: sending them")));
+			(errmsg("sms: held messages go back to pending: a synchronous standby has their claim, or synchronous replication is off")));
 	unreplicated_claim = InvalidXLogRecPtr;
-	update_condition();
+	pg_atomic_write_u64(&sms_shared->workers[sms_worker_slot].claims_held_since, 0);
+
+	/*
+	 * They are claimed afresh, so that a claim's time stays close to its
+	 * request's: a row left 'sending' is looked up by that time.
+	 */
+	abandon_ready();
 	return true;
 }
 
@@ -526,11 +546,13 @@ collect_finished(void)
 		if (job->kind == JOB_SEND)
 		{
 			sends_in_flight--;
-			sends_finished++;	/* for claim_target()'s rate */
 			if (job->held_back)
 				job->outcome = OUTCOME_ABANDONED;	/* not a byte left */
 			else
+			{
+				sends_finished++;	/* for claim_target()'s rate */
 				provider->finish_send(job);
+			}
 		}
 		else
 		{
@@ -867,12 +889,15 @@ static void
 hold_claims(XLogRecPtr lsn)
 {
 	if (XLogRecPtrIsInvalid(unreplicated_claim))
+	{
 		ereport(LOG,
 				(errmsg("sms: claimed messages are held until the synchronous standby has the claim"),
-				 errdetail("The claim committed locally, but its wait for the synchronous standby was cut short.")));
+				 errdetail("The claim committed on this server, but no synchronous standby has confirmed it: its wait was cut short, or synchronous replication was turned on after it committed.")));
+		pg_atomic_write_u64(&sms_shared->workers[sms_worker_slot].claims_held_since,
+							(uint64) GetCurrentTimestamp());
+	}
 	if (lsn > unreplicated_claim)
 		unreplicated_claim = lsn;
-	update_condition();
 }
 
 /*
@@ -885,7 +910,7 @@ claim_lookup(void)
 	int			n;
 	SmsJob	   *rows = sms_outbox_claim_unknown(LOOKUP_BATCH_ROWS,
 												2 * sms_request_timeout_ms + sms_reconcile_grace_ms,
-												&n);
+												lookup_alone_before, &n);
 	SmsJob	   *row;
 	int			i = 0;
 
@@ -920,10 +945,7 @@ tell_first_worker(void)
 static void
 database_turn_once(int send_limit, int lookup_limit)
 {
-	SmsJob	   *sends = NULL;
-	SmsJob	   *lookups = NULL;
 	SmsJob	   *job;
-	SmsJob	   *next;
 	int			n;
 	bool		query_due = false;
 	TimestampTz now = GetCurrentTimestamp();
@@ -967,7 +989,7 @@ database_turn_once(int send_limit, int lookup_limit)
 	{
 		if (paused)
 			schedule_probe(now);
-		sends = sms_outbox_claim(send_limit, sms_worker_slot, &n);
+		turn_sends = sms_outbox_claim(send_limit, sms_worker_slot, &n);
 		more_pending = (n == send_limit);
 		if (!more_pending)
 			query_due = true;
@@ -977,8 +999,8 @@ database_turn_once(int send_limit, int lookup_limit)
 		job = claim_lookup();
 		if (job == NULL)
 			break;
-		job->next = lookups;
-		lookups = job;
+		job->next = turn_lookups;
+		turn_lookups = job;
 		bucket_spend(&lookup_bucket, sms_reconcile_rate, 1);
 	}
 	if (lookup_limit > 0)
@@ -1007,17 +1029,35 @@ database_turn_once(int send_limit, int lookup_limit)
 
 	/* only now are the claims durable: the rows may go out ... */
 	free_done();
-	for (job = sends; job; job = job->next)
+	for (job = turn_sends; job; job = job->next)
 		job->claim_lsn = lsn;
 	/* ... once the synchronous standby has them too */
-	if (sends && !sms_claims_replicated(lsn))
+	if (turn_sends && !sms_claims_replicated(lsn))
 		hold_claims(lsn);
-	queue_merge_by_priority(&ready, sends);
-	for (job = lookups; job; job = next)
+	queue_merge_by_priority(&ready, turn_sends);
+	turn_sends = NULL;
+	while ((job = turn_lookups) != NULL)
 	{
-		next = job->next;
+		SmsJob	   *next = job->next;
+
 		job->next = NULL;
 		start_job(job);
+		turn_lookups = next;
+	}
+}
+
+/* Free the jobs of a list (and of each lookup's batch). */
+static void
+free_jobs(SmsJob *list)
+{
+	while (list)
+	{
+		SmsJob	   *next = list->next;
+
+		for (int i = 0; i < list->nbatch; i++)
+			sms_job_free(list->batch[i]);
+		sms_job_free(list);
+		list = next;
 	}
 }
 
@@ -1058,6 +1098,10 @@ database_turn(int send_limit, int lookup_limit)
 	PG_CATCH();
 	{
 		recover_from_error(cxt);
+		/* what the turn claimed was rolled back, or waits for its lease */
+		free_jobs(turn_sends);
+		free_jobs(turn_lookups);
+		turn_sends = turn_lookups = NULL;
 		turn_error_backoff_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
 	}
 	PG_END_TRY();
@@ -1153,9 +1197,16 @@ shut_down(WaitEventSet *set)
 		else
 		{
 			lookups_in_flight--;
-			/* (its rows not settled yet are looked up again) */
-			if (job->outcome == OUTCOME_NONE)
-				job->outcome = OUTCOME_LOOKUP_AGAIN;
+			/* its rows not settled yet are looked up again */
+			for (int i = 0; i <= job->nbatch; i++)
+			{
+				SmsJob	   *row = i == 0 ? job : job->batch[i - 1];
+
+				if (row->outcome != OUTCOME_NONE)
+					continue;
+				row->outcome = OUTCOME_LOOKUP_AGAIN;
+				row->error_message = "the worker stopped while looking this message up";
+			}
 			push_lookup_done(job);
 			continue;
 		}

@@ -12,6 +12,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use SmsTest;
+use JSON::PP qw(decode_json);
 
 my $emu = start_emulator();
 my $node = sms_node('outcomes', $emu, conf => "sms.request_timeout = '1s'\n");
@@ -188,6 +189,40 @@ wait_for_rows($node,
 is(scalar(@{ $emu->messages }), 2, 'twins: the provider has two messages');
 is(scalar(grep { $_->{method} eq 'GET' } @{ $emu->requests }), 1,
 	'twins: one lookup answered for both rows');
+
+# --- twins claimed a while apart, both unknown, in one lookup: the provider
+# has M1 and, 3 seconds later, M2.  Row A's attempt began before both; row
+# B's began so late that only M2 can be its.  M2, listed first, must go to
+# B (the row claimed last), M1 to A: taking M2 for A would leave B nothing
+# and send its text a second time.
+$emu->reset;
+my $api = $emu->url . "/2010-04-01/Accounts/$SmsTest::ACCOUNT_SID/Messages.json";
+sub create_at_provider
+{
+	my $reply = $emu->_curl('-u', "$SmsTest::ACCOUNT_SID:$SmsTest::AUTH_TOKEN",
+		'--data-urlencode', 'To=+15558670501', '--data-urlencode', 'From=+15017122661',
+		'--data-urlencode', 'Body=see you at 8', $api);
+	return decode_json($reply);
+}
+my $m1 = create_at_provider();
+# M2 three seconds of the provider's clock later
+$node->poll_query_until('postgres',
+	"SELECT clock_timestamp() >= to_timestamp('$m1->{date_created}', 'Dy, DD Mon YYYY HH24:MI:SS') AT TIME ZONE 'UTC' + interval '3 s'")
+  or die 'clock did not advance';
+my $m2 = create_at_provider();
+$node->safe_psql('postgres', qq{
+WITH t AS (SELECT to_timestamp('$m1->{date_created}', 'Dy, DD Mon YYYY HH24:MI:SS') AT TIME ZONE 'UTC' AS m1)
+INSERT INTO sms_outbox (to_number, from_number, body, state, attempts, last_attempt_at, next_attempt_at)
+SELECT '+15558670501', '+15017122661', 'see you at 8', 'unknown', 1, a, now()
+  FROM t, LATERAL (VALUES (m1 - interval '5 s', 1), (m1 + interval '31.5 s', 2)) v(a, o)
+ ORDER BY o});
+wait_for_rows($node,
+	q{SELECT count(*) FROM sms_outbox WHERE body = 'see you at 8' AND state = 'sent'},
+	2, 'spaced twins: both settled');
+is($node->safe_psql('postgres',
+		q{SELECT string_agg(sid, ',' ORDER BY id) FROM sms_outbox WHERE body = 'see you at 8'}),
+	"$m1->{sid},$m2->{sid}", 'spaced twins: the earlier row has M1, the later M2');
+is(scalar(@{ $emu->creates }), 2, 'spaced twins: nothing sent again');
 
 $node->stop;
 $emu->stop;

@@ -134,7 +134,8 @@ is(creates_like('cancel'), 0, 'nothing claimed by the canceled commit was sent')
 $log_offset = -s $new->logfile;
 $new->append_conf('postgresql.conf', "synchronous_standby_names = ''\n");
 $new->reload;
-$new->wait_for_log(qr/the synchronous standby has the claimed messages: sending them/, $log_offset);
+$new->wait_for_log(qr/held messages go back to pending: a synchronous standby has their claim, or synchronous replication is off/,
+	$log_offset);
 wait_for_rows($new, q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'cancel %' AND state = 'sent'},
 	20, 'the held messages were sent');
 exactly_once($emu, 'cancel', 20);
