@@ -499,7 +499,7 @@ sms_outbox_write_back(SmsWriteBack *wb, int n)
 		cols[6][i] = provider_text(job->status, &nulls[6][i]);
 		cols[7][i] = Int32GetDatum(job->error_code);
 		nulls[7][i] = (job->error_code == 0);
-		cols[8][i] = provider_text(job->error_message, &nulls[8][i]);
+		cols[8][i] = provider_text(wb[i].error_message, &nulls[8][i]);
 		cols[9][i] = Int32GetDatum(job->num_segments);
 		nulls[9][i] = (job->num_segments < 0);
 		cols[10][i] = provider_text(job->price, &nulls[10][i]);

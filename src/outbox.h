@@ -19,7 +19,8 @@ typedef struct SmsWriteBack
 	const char *new_state;
 	int32		new_attempts;
 	TimestampTz next_attempt_at;	/* 0 keeps the row's */
-	SmsJob	   *job;			/* sid, status, errors ... */
+	const char *error_message;	/* for this write-back only (see worker.c) */
+	SmsJob	   *job;			/* sid, status, error code ... */
 } SmsWriteBack;
 
 extern bool sms_outbox_begin(void);

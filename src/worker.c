@@ -601,7 +601,19 @@ drive_requests(void)
 	}
 }
 
-/* The row's next state and schedule, from a finished job's outcome. */
+/* The error of a message whose attempts are used up by this one. */
+static const char *
+gave_up(const SmsJob *job, const char *why)
+{
+	return psprintf("gave up after %d attempts: %s", job->attempts, why);
+}
+
+/*
+ * The row's next state and schedule, from a finished job's outcome.  The job
+ * is left as it is: a turn that fails (a row lock past lock_timeout) plans
+ * the same write-back again in the next, and what it allocates here lives
+ * in the turn's memory.
+ */
 static void
 plan_write_back(SmsJob *job, SmsWriteBack *wb)
 {
@@ -613,6 +625,7 @@ plan_write_back(SmsJob *job, SmsWriteBack *wb)
 	wb->expected_attempts = job->attempts;
 	wb->new_attempts = job->attempts;
 	wb->next_attempt_at = 0;
+	wb->error_message = job->error_message;
 	wb->job = job;
 
 	switch (job->outcome)
@@ -627,8 +640,7 @@ plan_write_back(SmsJob *job, SmsWriteBack *wb)
 			if (exhausted)
 			{
 				wb->new_state = "failed";
-				job->error_message = psprintf("gave up after %d attempts: %s",
-											  job->attempts, job->error_message);
+				wb->error_message = gave_up(job, job->error_message);
 			}
 			else
 			{
@@ -652,8 +664,7 @@ plan_write_back(SmsJob *job, SmsWriteBack *wb)
 			if (exhausted)
 			{
 				wb->new_state = "failed";
-				job->error_message = psprintf("gave up after %d attempts: the provider has no such message",
-											  job->attempts);
+				wb->error_message = gave_up(job, "the provider has no such message");
 			}
 			else
 			{

@@ -2,7 +2,9 @@
 # The application holds a row lock on a row the worker must write back: the
 # worker's turn gives up after its one-second lock_timeout and is retried,
 # while the worker itself, and its requests in flight, carry on.  A
-# pg_cancel_backend() of the worker cancels at most a turn.
+# pg_cancel_backend() of the worker cancels at most a turn.  A message
+# whose last attempt failed while its row was locked is failed with its
+# error written once, whatever the turns that failed before.
 
 use strict;
 use warnings;
@@ -13,7 +15,8 @@ use Test::More;
 use SmsTest;
 
 my $emu = start_emulator(args => [ '--delay-ms', '300' ]);
-my $node = sms_node('locks', $emu, conf => "sms.max_concurrency = 4\n");
+my $node = sms_node('locks', $emu,
+	conf => "sms.max_concurrency = 4\nsms.max_attempts = 1\n");
 my $pid = $node->safe_psql('postgres', 'SELECT worker_pid FROM sms_stats');
 
 # --- a row lock held for three seconds
@@ -52,6 +55,32 @@ queue_messages($node, 'c', 5);
 wait_for_rows($node, q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'c %' AND state = 'sent'},
 	5, 'cancel: messages queued afterwards are sent');
 exactly_once($emu, 'c', 5);
+
+# --- the last attempt fails (a 429) while the application holds the row:
+# the write-back that makes it 'failed' times out, and is retried
+$emu->reset;
+$emu->config(delay_ms => 3000);
+$emu->fault(action => '429', to => '+15558670601');
+my $id = $node->safe_psql('postgres',
+	q{SELECT sms_send('+15558670601', '+15017122661', 'locked and limited')});
+$node->poll_query_until('postgres', "SELECT state = 'sending' FROM sms_outbox WHERE id = $id")
+  or die 'not claimed';
+$app = $node->background_psql('postgres');
+$app->query_safe("BEGIN; SELECT id FROM sms_outbox WHERE id = $id FOR UPDATE;");
+# two turns fail on the lock: the write-back was planned twice
+for (1 .. 2)
+{
+	my $offset = -s $node->logfile;
+	$node->wait_for_log(qr/canceling statement due to lock timeout/, $offset);
+}
+$app->query_safe('COMMIT');
+$app->quit;
+wait_for_rows($node, "SELECT state FROM sms_outbox WHERE id = $id", 'failed',
+	'exhausted under a lock: failed once the lock is gone');
+my $error = $node->safe_psql('postgres', "SELECT error_message FROM sms_outbox WHERE id = $id");
+like($error, qr/^gave up after 1 attempts: /, 'exhausted under a lock: says why');
+unlike($error, qr/gave up.*gave up/s, 'exhausted under a lock: said once');
+note "error_message: $error";
 
 $node->stop;
 $emu->stop;
