@@ -64,6 +64,7 @@ typedef struct SmsJob
 	/* the request in flight */
 	CURL	   *easy;
 	uint32		easy_generation;	/* of the settings it was set up under */
+	uint32		headers_generation; /* of the provider's header list it uses */
 	int			in_flight_index;	/* in http.c's array of jobs in flight */
 	char	   *post_fields;
 	char	   *url;			/* a lookup's current page */

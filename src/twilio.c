@@ -97,15 +97,62 @@ messages_url(void)
 }
 
 /*
- * The request headers, with Basic credentials built once per value of the
- * settings rather than by libcurl for every request.  A list replaced while
- * requests are in flight is freed once none is: libcurl reads it as it sends.
+ * Header lists replaced since, with the generation each served: libcurl
+ * reads a list as it sends, so a list is freed (its credentials zeroed
+ * first) once no request in flight was set up with it.
+ */
+typedef struct RetiredHeaders
+{
+	struct curl_slist *list;
+	uint32		generation;
+} RetiredHeaders;
+
+static List *retired_headers = NIL;
+
+/* Zero every line of a header list (the credentials), then free it. */
+static void
+free_headers(struct curl_slist *list)
+{
+	for (struct curl_slist *n = list; n; n = n->next)
+		explicit_bzero(n->data, strlen(n->data));
+	curl_slist_free_all(list);
+}
+
+/* Free the retired lists that no request in flight uses any more. */
+static void
+free_retired_headers(void)
+{
+	uint32		oldest = PG_UINT32_MAX;
+	List	   *keep = NIL;
+	ListCell   *lc;
+
+	for (int i = 0; i < sms_http_in_flight(); i++)
+		oldest = Min(oldest, sms_http_in_flight_job(i)->headers_generation);
+	foreach(lc, retired_headers)
+	{
+		RetiredHeaders *r = lfirst(lc);
+
+		if (r->generation < oldest)
+		{
+			free_headers(r->list);
+			pfree(r);
+		}
+		else
+			keep = lappend(keep, r);
+	}
+	list_free(retired_headers);
+	retired_headers = keep;
+}
+
+/*
+ * The request headers for job, with Basic credentials built once per value
+ * of the settings rather than by libcurl for every request.
  */
 static struct curl_slist *
-request_headers(void)
+request_headers(SmsJob *job)
 {
 	static struct curl_slist *headers = NULL;
-	static List *retired = NIL;
+	static uint32 generation = 0;
 	static char *for_user = NULL;
 	static char *for_secret = NULL;
 	bool		api_key = sms_api_key_sid && sms_api_key_sid[0] != '\0';
@@ -117,24 +164,29 @@ request_headers(void)
 	int			len;
 	char	   *line;
 
-	if (retired != NIL && sms_http_in_flight() == 0)
+	if (retired_headers != NIL)
 	{
-		ListCell   *lc;
-
-		foreach(lc, retired)
-			curl_slist_free_all((struct curl_slist *) lfirst(lc));
-		list_free(retired);
-		retired = NIL;
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		free_retired_headers();
+		MemoryContextSwitchTo(old);
 	}
 
 	if (headers != NULL && strcmp(for_user, user) == 0 &&
 		strcmp(for_secret, secret) == 0)
+	{
+		job->headers_generation = generation;
 		return headers;
+	}
 
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	if (headers != NULL)
 	{
-		retired = lappend(retired, headers);
+		RetiredHeaders *r = palloc(sizeof(RetiredHeaders));
+
+		r->list = headers;
+		r->generation = generation;
+		retired_headers = lappend(retired_headers, r);
+		explicit_bzero(for_secret, strlen(for_secret));
 		pfree(for_user);
 		pfree(for_secret);
 	}
@@ -158,6 +210,8 @@ request_headers(void)
 	headers = curl_slist_append(headers, line);
 	if (headers == NULL)
 		elog(ERROR, "out of memory building request headers");
+	generation++;
+	job->headers_generation = generation;
 
 	explicit_bzero(pair, strlen(pair));
 	explicit_bzero(encoded, len);
@@ -207,7 +261,7 @@ twilio_prepare_send(SmsJob *job)
 	curl_easy_setopt(easy, CURLOPT_POST, 1L);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, job->post_fields);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) form.len);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, request_headers());
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, request_headers(job));
 }
 
 static void
@@ -238,7 +292,7 @@ twilio_prepare_lookup(SmsJob *job)
 
 	curl_easy_setopt(easy, CURLOPT_URL, job->url);
 	curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, request_headers());
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, request_headers(job));
 }
 
 static void
