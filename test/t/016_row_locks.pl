@@ -82,6 +82,45 @@ like($error, qr/^gave up after 1 attempts: /, 'exhausted under a lock: says why'
 unlike($error, qr/gave up.*gave up/s, 'exhausted under a lock: said once');
 note "error_message: $error";
 
+# --- turns that fail after they claimed (a deferred trigger of the
+# application's refuses the commit): each is rolled back, and the jobs it
+# claimed are freed, not kept for good.
+$emu->reset;
+$emu->config(delay_ms => 0);
+$node->safe_psql('postgres', q{
+CREATE TABLE refuse_claims (on_ boolean);
+INSERT INTO refuse_claims VALUES (true);
+CREATE FUNCTION refuse_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF (SELECT on_ FROM public.refuse_claims) THEN
+		RAISE EXCEPTION 'claims refused for the test';
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER refuse_claim AFTER UPDATE ON sms_outbox
+	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+	WHEN (NEW.state = 'sending') EXECUTE FUNCTION refuse_claim();
+});
+my $offset = -s $node->logfile;
+queue_messages($node, 'd', 50);
+# fifteen turns claim and fail (the worker's search_path is pg_catalog:
+# the function names its table with the schema)
+my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+sleep 0.2
+  while (() = slurp_file($node->logfile, $offset) =~ /claims refused for the test/g) < 15
+  && time < $deadline;
+my $log_from = -s $node->logfile;
+$node->safe_psql('postgres', "SELECT pg_log_backend_memory_contexts($pid)");
+$node->wait_for_log(qr/logging memory contexts of PID $pid/, $log_from);
+$node->wait_for_log(qr/Grand total:/, $log_from);
+my $jobs = () = slurp_file($node->logfile, $log_from) =~ /\bsms job: /g;
+diag "job contexts held after fifteen failed turns: $jobs";
+cmp_ok($jobs, '<=', 32, 'failed turns: no more jobs held than one claim (sms job contexts)');
+$node->safe_psql('postgres', 'UPDATE refuse_claims SET on_ = false');
+wait_for_rows($node, q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'd %' AND state = 'sent'},
+	50, 'failed turns: all sent once the trigger lets the claims through');
+exactly_once($emu, 'd', 50);
+
 $node->stop;
 $emu->stop;
 done_testing();
