@@ -9,7 +9,6 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
 use SmsTest;
 
 # replies take 30 ms, so a drain of 300 at 8 in flight lasts about a second
@@ -24,6 +23,7 @@ $node->safe_psql('postgres',
 	q{SELECT sms_send('+15558670601', '+15017122661', 'drain ' || i) FROM generate_series(1, 300) i});
 wait_for_rows($node, q{SELECT count(*) >= 40 FROM sms_outbox WHERE state = 'sent'}, 't',
 	'the drain has started');
+my $log_offset = -s $node->logfile;
 is(kill('KILL', $pid), 1, "SIGKILL delivered to the worker");
 
 # the postmaster reinitialises and starts a new worker
@@ -37,7 +37,8 @@ my $per = $emu->created_per_body;
 my @dups = grep { $per->{$_} > 1 } keys %$per;
 is(scalar(keys %$per), 300, 'every message created');
 is(scalar(@dups), 0, 'none created twice');
-ok($node->log_contains(qr/sms worker started/), 'the worker logs its start');
+$node->wait_for_log(qr/sms worker started/, $log_offset);
+pass('the new worker logged its start');
 
 # SIGTERM (pg_terminate_backend) mid-drain: rows stay truthful, the worker returns
 $emu->reset;
@@ -57,11 +58,12 @@ is(scalar(grep { /^term / } keys %$per), 200, 'every message created');
 is(scalar(grep { $per->{$_} > 1 } keys %$per), 0, 'none created twice');
 
 # a changed secret is never written to the log
+$log_offset = -s $node->logfile;
 $node->append_conf('postgresql.conf', "sms.auth_token = 'a-new-secret-value'\n");
 $node->reload;
-usleep(500_000);
+$node->wait_for_log(qr/parameter "sms.auth_token" changed/, $log_offset);
+pass('the change itself is logged');
 ok(!$node->log_contains(qr/a-new-secret-value/), 'a reloaded token is not logged');
-ok($node->log_contains(qr/parameter "sms.auth_token" changed/), 'the change itself is logged');
 
 # a non-superuser cannot see the token
 $node->safe_psql('postgres', 'CREATE ROLE app LOGIN');
