@@ -21,6 +21,7 @@ OBJS = \
 	src/twilio_json.o \
 	src/worker.o \
 	src/standby.o \
+	src/shared.o \
 	src/redact.o
 
 EXTENSION = sms

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * enqueue.c
- *	  Queuing messages: sms_send(), the outbox's triggers, and the wake-up
- *	  of the worker when the queuing transaction commits.
+ *	  Queuing messages: sms_send() and the outbox's triggers, which have
+ *	  the workers woken when the queuing transaction commits (shared.c).
  *
  *	  sms_send() inserts as the outbox's owner, through the executor's
  *	  routines (insert.c) or, where those decline, a saved SPI plan, so a
@@ -42,13 +42,6 @@ PG_FUNCTION_INFO_V1(sms_send);
 PG_FUNCTION_INFO_V1(sms_outbox_validate);
 PG_FUNCTION_INFO_V1(sms_outbox_wake);
 
-/* set in a worker to its slot (0 for the first): its updates wake nobody */
-int			sms_worker_slot = -1;
-
-/* wake the workers when the current transaction commits */
-static bool wake_at_commit = false;
-static bool xact_callback_registered = false;
-
 #define SMS_SEND_DUE_COLUMN 8
 
 /* sms_send()'s saved plans, valid for one incarnation of the extension */
@@ -59,77 +52,6 @@ static char outbox_nspname[NAMEDATALEN];
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr insert_keyed_plan = NULL;
 static SPIPlanPtr lookup_key_plan = NULL;
-
-/*
- * Set each worker's latch, unless a wake-up is already on its way to it: the
- * flag coalesces the wake-ups of many committing backends into one, and the
- * worker clears it just before it claims.  Called in a worker, it wakes the
- * others.
- */
-void
-sms_wake_workers(void)
-{
-	if (sms_shared == NULL)
-		return;
-
-	for (int i = 0; i < sms_shared->nworkers; i++)
-	{
-		SmsWorkerSlot *slot = &sms_shared->workers[i];
-
-		if (i == sms_worker_slot)
-			continue;
-		if (pg_atomic_exchange_u32(&slot->wakeup_requested, 1) != 0)
-			continue;
-		sms_set_worker_latch(i);
-	}
-}
-
-/* Set the latch of the worker in slot i, if it runs. */
-void
-sms_set_worker_latch(int i)
-{
-	Latch	   *latch;
-
-	SpinLockAcquire(&sms_shared->mutex);
-	latch = sms_shared->workers[i].latch;
-	SpinLockRelease(&sms_shared->mutex);
-
-	if (latch != NULL)
-		SetLatch(latch);
-}
-
-static void
-sms_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-			if (wake_at_commit)
-				sms_wake_workers();
-			wake_at_commit = false;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PREPARE:
-			/* a prepared transaction is found by the worker's idle check */
-			wake_at_commit = false;
-			break;
-		default:
-			break;
-	}
-}
-
-void
-sms_wake_worker_at_commit(void)
-{
-	if (sms_worker_slot >= 0 || wake_at_commit)
-		return;
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(sms_xact_callback, NULL);
-		xact_callback_registered = true;
-	}
-	wake_at_commit = true;
-}
 
 /*
  * Is the outbox found last time still where the saved plans name it, and who

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * sms.c
- *	  Module start-up: settings, shared memory and the background worker's
- *	  registration, plus the small SQL functions about the module itself.
+ *	  Module start-up: settings, the shared memory request (see shared.c)
+ *	  and the background workers' registration, plus the small SQL
+ *	  functions about the module itself.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,19 +19,12 @@
 #include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
-#include "storage/ipc.h"
-#include "storage/lwlock.h"
-#include "storage/proc.h"
-#include "storage/procarray.h"
-#include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/timestamp.h"
-#include "utils/wait_event.h"
 
 PG_MODULE_MAGIC;
 
@@ -53,16 +47,11 @@ char	   *sms_ca_file = NULL;
 int			sms_retention_s = 0;
 int			sms_workers = 1;
 
-SmsShared  *sms_shared = NULL;
-
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 void		_PG_init(void);
 
 PG_FUNCTION_INFO_V1(sms_check_install);
-PG_FUNCTION_INFO_V1(sms_worker_condition);
 
 /* True if s is prefix followed by exactly 32 hexadecimal digits. */
 static bool
@@ -282,48 +271,6 @@ define_settings(void)
 	MarkGUCPrefixReserved("sms");
 }
 
-static Size
-shared_size(void)
-{
-	return add_size(offsetof(SmsShared, workers),
-					mul_size(sms_workers, sizeof(SmsWorkerSlot)));
-}
-
-static void
-sms_shmem_request(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(shared_size()));
-}
-
-static void
-sms_shmem_startup(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	sms_shared = ShmemInitStruct("sms", shared_size(), &found);
-	if (!found)
-	{
-		memset(sms_shared, 0, shared_size());
-		SpinLockInit(&sms_shared->mutex);
-		strlcpy(sms_shared->condition, "not running", SMS_CONDITION_LEN);
-		sms_shared->nworkers = sms_workers;
-		pg_atomic_init_u32(&sms_shared->unknown_rows_added, 0);
-		for (int i = 0; i < sms_workers; i++)
-		{
-			pg_atomic_init_u32(&sms_shared->workers[i].wakeup_requested, 0);
-			pg_atomic_init_u64(&sms_shared->workers[i].standby_wait_since, 0);
-			pg_atomic_init_u64(&sms_shared->workers[i].claims_held_since, 0);
-		}
-	}
-	LWLockRelease(AddinShmemInitLock);
-}
-
 static void
 register_workers(void)
 {
@@ -394,10 +341,7 @@ _PG_init(void)
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = sms_emit_log_hook;
 
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = sms_shmem_request;
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = sms_shmem_startup;
+	sms_shared_request(sms_workers);
 
 	register_workers();
 }
@@ -431,32 +375,6 @@ sms_extension_schema(Oid extoid)
 }
 
 /*
- * Record what the worker is doing, for sms_stats.  The condition only
- * changes on transitions, so the time it last changed is kept too.
- */
-void
-sms_set_condition(const char *fmt,...)
-{
-	char		buf[SMS_CONDITION_LEN];
-	va_list		ap;
-
-	if (sms_shared == NULL)
-		return;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-
-	SpinLockAcquire(&sms_shared->mutex);
-	if (strcmp(buf, sms_shared->condition) != 0)
-	{
-		strlcpy(sms_shared->condition, buf, SMS_CONDITION_LEN);
-		sms_shared->condition_since = GetCurrentTimestamp();
-	}
-	SpinLockRelease(&sms_shared->mutex);
-}
-
-/*
  * Called by the install script: fail early, with a hint that says what to
  * set, where the worker could never deliver what this database queues.
  */
@@ -479,84 +397,4 @@ sms_check_install(PG_FUNCTION_ARGS)
 	sms_wake_worker_at_commit();
 
 	PG_RETURN_VOID();
-}
-
-/*
- * Since when a worker has waited for a synchronous standby, if it has for a
- * while; 0 if none has.  A worker waits while it holds claims the standby
- * lacks, or while its commit waits in SyncRep: every commit waits a moment
- * (for the disk, for a healthy standby), so only a wait of a second or more
- * is worth reporting.
- */
-static TimestampTz
-standby_wait_since(void)
-{
-	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz oldest = 0;
-
-	for (int i = 0; i < sms_shared->nworkers; i++)
-	{
-		SmsWorkerSlot *slot = &sms_shared->workers[i];
-		TimestampTz since = (TimestampTz) pg_atomic_read_u64(&slot->standby_wait_since);
-		TimestampTz held = (TimestampTz) pg_atomic_read_u64(&slot->claims_held_since);
-		int			pid = slot->pid;
-		PGPROC	   *proc;
-
-		if (pid == 0)
-			continue;
-		if (since == 0 || now - since < USECS_PER_SEC ||
-			(proc = BackendPidGetProc(pid)) == NULL ||
-			proc->wait_event_info != WAIT_EVENT_SYNC_REP)
-			since = 0;
-		if (held != 0 && (since == 0 || held < since))
-			since = held;
-		if (since == 0)
-			continue;
-		if (oldest == 0 || since < oldest)
-			oldest = since;
-	}
-	return oldest;
-}
-
-/*
- * The worker's process id and condition, as sms_stats shows them.
- */
-Datum
-sms_worker_condition(PG_FUNCTION_ARGS)
-{
-	TupleDesc	tupdesc;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
-	char		condition[SMS_CONDITION_LEN];
-	int			pid;
-	TimestampTz since;
-	TimestampTz waiting_since;
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
-	SpinLockAcquire(&sms_shared->mutex);
-	strlcpy(condition, sms_shared->condition, sizeof(condition));
-	pid = sms_shared->workers[0].pid;
-	since = sms_shared->condition_since;
-	SpinLockRelease(&sms_shared->mutex);
-
-	waiting_since = standby_wait_since();
-	if (waiting_since != 0)
-	{
-		strlcpy(condition, "waiting for synchronous standby", sizeof(condition));
-		since = waiting_since;
-	}
-
-	if (pid != 0)
-		values[0] = Int32GetDatum(pid);
-	else
-		nulls[0] = true;
-	values[1] = CStringGetTextDatum(condition);
-	if (since != 0)
-		values[2] = TimestampTzGetDatum(since);
-	else
-		nulls[2] = true;
-
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

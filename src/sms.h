@@ -43,44 +43,9 @@ extern int	sms_workers;
 
 #define SMS_MAX_WORKERS 16
 
-/*
- * State shared between the workers and the backends that queue messages.
- */
-#define SMS_CONDITION_LEN 200
-
-typedef struct SmsWorkerSlot
-{
-	/* set by a committing backend, cleared by the worker before it claims */
-	pg_atomic_uint32 wakeup_requested;
-	Latch	   *latch;			/* NULL while the worker is not running */
-	int			pid;
-	/* when its commit began to wait for a standby (TimestampTz), or 0 */
-	pg_atomic_uint64 standby_wait_since;
-	/* since when it holds claims the standby lacks (see standby.c), or 0 */
-	pg_atomic_uint64 claims_held_since;
-} SmsWorkerSlot;
-
-typedef struct SmsShared
-{
-	slock_t		mutex;			/* protects the fields below */
-	TimestampTz condition_since;
-	char		condition[SMS_CONDITION_LEN];	/* the first worker's */
-	/* set by a worker whose rows became 'unknown'; the first reconciles */
-	pg_atomic_uint32 unknown_rows_added;
-	int			nworkers;
-	SmsWorkerSlot workers[FLEXIBLE_ARRAY_MEMBER];
-} SmsShared;
-
-extern SmsShared *sms_shared;
+#include "shared.h"
 
 extern Oid	sms_extension_schema(Oid extoid);
-extern void sms_set_condition(const char *fmt,...) pg_attribute_printf(1, 2);
-
-/* enqueue.c */
-extern int	sms_worker_slot;
-extern void sms_wake_workers(void);
-extern void sms_set_worker_latch(int i);
-extern void sms_wake_worker_at_commit(void);
 extern Oid	sms_find_outbox(Oid *owner, Oid *nspid);
 
 /* who called, while sms_send() or sms_cancel() acts as the outbox's owner */
