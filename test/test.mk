@@ -62,6 +62,22 @@ fuzz: deps $(FUZZ_BIN)
 	if [ $$status -ne 0 ]; then tail -n 40 "$$work.log"; fi; \
 	rm -rf "$$work" "$$work.log"; exit $$status
 
+# $(call install_missing,PACKAGES,TARGET): install those of the Debian
+# packages that are missing (only as root; others are told to run TARGET
+# as root)
+define install_missing
+@missing=""; for p in $(1); do \
+	dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+if [ -n "$$missing" ]; then \
+	if [ "$(IS_ROOT)" = yes ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+		echo "missing Debian packages:$$missing (run $(2) as root)"; exit 1; \
+	fi; \
+fi
+endef
+
 # Install missing Debian packages (only as root; others must have them).
 deps:
 ifeq ($(PG_MAJOR),)
@@ -72,16 +88,7 @@ ifeq ($(PG_MAJOR),)
 	apt-get update -qq
 	@$(MAKE) --no-print-directory deps APT_UPDATED=yes
 else
-	@missing=""; for p in $(DEB_PACKAGES); do \
-		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		if [ "$(IS_ROOT)" = yes ]; then \
-			echo "installing:$$missing"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-		else \
-			echo "missing Debian packages:$$missing (run make deps as root)"; exit 1; \
-		fi; \
-	fi
+	$(call install_missing,$(DEB_PACKAGES),make deps)
 endif
 
 emulator:
@@ -189,16 +196,7 @@ HA_PACKAGES = patroni etcd-server
 HA_PYTHON ?= /usr/bin/python3
 
 ha-deps:
-	@missing=""; for p in $(HA_PACKAGES); do \
-		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		if [ "$(IS_ROOT)" = yes ]; then \
-			echo "installing:$$missing"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-		else \
-			echo "missing Debian packages:$$missing (run make test-ha as root)"; exit 1; \
-		fi; \
-	fi
+	$(call install_missing,$(HA_PACKAGES),make test-ha)
 
 test-ha: deps
 	$(MAKE) ha-deps

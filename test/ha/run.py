@@ -509,15 +509,22 @@ def attempts_summary(node):
 
 # -- the variants -------------------------------------------------------------
 
+def kill_mid_drain(c, n, victim):
+    """Queue n messages on node1, and kill -9 victim's Patroni and postmaster
+    at about a quarter of the drain; returns the time of the kill, the watch
+    on the victim's processes and the variant's report so far."""
+    queue(c.nodes['node1'], prefix_of(c.variant), n)
+    at = wait_sent(c.nodes['node1'], n // 4)
+    t0 = time.monotonic()
+    victim.kill_hard()
+    gone = GoneWatch(c, victim, t0)
+    return t0, gone, {'before': 'sent before the kill: %d of %d (%d%%)' % (at, n, 100 * at // n)}
+
+
 def v_kill(c, n):
     """kill -9 the leader's Patroni and postmaster mid-drain."""
     n1, n2 = c.nodes['node1'], c.nodes['node2']
-    queue(n1, prefix_of(c.variant), n)
-    at = wait_sent(n1, n // 4)
-    t0 = time.monotonic()
-    n1.kill_hard()
-    gone = GoneWatch(c, n1, t0)
-    info = {'before': 'sent before the kill: %d of %d (%d%%)' % (at, n, 100 * at // n)}
+    t0, gone, info = kill_mid_drain(c, n, n1)
     info['promotion'] = wait_promoted(n2, t0, c.args.ttl * 3 + 30)
     return after_failover(c, gone, n2, t0, n, info)
 
@@ -609,12 +616,7 @@ def v_replica_death(c, n):
     Patroni (synchronous_mode, not strict) drops synchronous replication and
     the leader goes on."""
     n1, n2 = c.nodes['node1'], c.nodes['node2']
-    queue(n1, prefix_of(c.variant), n)
-    at = wait_sent(n1, n // 4)
-    t0 = time.monotonic()
-    n2.kill_hard()
-    gone = GoneWatch(c, n2, t0)
-    info = {'before': 'sent before the kill: %d of %d (%d%%)' % (at, n, 100 * at // n)}
+    t0, gone, info = kill_mid_drain(c, n, n2)
     # a synchronous commit returns once Patroni has dropped the dead standby
     n1.psql('SET synchronous_commit = on; INSERT INTO ha_probe VALUES (now())',
             timeout=c.args.ttl * 3 + 30)
