@@ -25,7 +25,7 @@ OBJS = \
 	src/redact.o
 
 EXTENSION = sms
-DATA = sms--1.0.sql
+DATA = sms--1.0.sql sms--1.0--1.1.sql
 PGFILEDESC = "sms - send SMS from SQL"
 
 # -Wextra, less unused parameters: PostgreSQL's own inline functions and

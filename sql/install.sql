@@ -14,6 +14,42 @@ SELECT pg_describe_object(classid, objid, objsubid) AS object
             (SELECT oid FROM pg_type WHERE typrelid <> 0 OR typelem <> 0))
  ORDER BY 1;
 
+-- an outbox of version 1.0 updated in place: its messages and the grants an
+-- administrator made are kept
+SELECT extversion FROM pg_extension WHERE extname = 'sms';
+DROP EXTENSION sms;
+CREATE EXTENSION sms VERSION '1.0';
+CREATE ROLE sms_monitor;
+GRANT SELECT ON sms_stats TO sms_monitor;
+GRANT EXECUTE ON FUNCTION sms_worker_condition() TO sms_monitor;
+SELECT sms_send('+15558675310', '+15017122661', 'queued under 1.0') > 0 AS queued;
+SELECT to_regprocedure('sms_settings_applied_at()') IS NULL AS not_in_1_0;
+ALTER EXTENSION sms UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'sms';
+SELECT body, state FROM sms_outbox;
+SELECT has_table_privilege('sms_monitor', 'sms_stats', 'SELECT') AS monitor_reads_stats,
+	   has_function_privilege('sms_monitor', 'sms_settings_applied_at()', 'EXECUTE')
+	   AS monitor_runs_new_function,
+	   has_function_privilege('public', 'sms_settings_applied_at()', 'EXECUTE')
+	   AS public_runs_new_function;
+-- the worker (paused, with no account) applies a reload: wait until it
+-- has, up to a minute (it may still be starting: pg_regress has just
+-- created the database it serves)
+CREATE TEMP TABLE reloaded AS SELECT clock_timestamp() AS at, pg_reload_conf();
+DO $$
+BEGIN
+	FOR i IN 1..6000 LOOP
+		EXIT WHEN sms_settings_applied_at() > (SELECT at FROM reloaded);
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+END
+$$;
+SELECT sms_settings_applied_at() > at AS reload_applied FROM reloaded;
+DROP TABLE reloaded;
+DROP EXTENSION sms;
+DROP ROLE sms_monitor;
+CREATE EXTENSION sms;
+
 -- the outbox's columns, as DESIGN.md names them
 SELECT attname, format_type(atttypid, atttypmod) AS type, attnotnull
   FROM pg_attribute

@@ -12,7 +12,7 @@ SELECT r AS role, f AS object,
   FROM unnest(ARRAY['sms_nobody', 'sms_sender']) r,
 	   unnest(ARRAY['sms_send(text,text,text,text[],timestamptz,int,text)',
 					'sms_cancel(bigint)', 'sms_segments(text)', 'sms_encoding(text)',
-					'sms_worker_condition()']) f
+					'sms_worker_condition()', 'sms_settings_applied_at()']) f
  ORDER BY 1, 2;
 SELECT r AS role, t AS object,
 	   has_table_privilege(r, t, 'SELECT') AS select,

@@ -30,6 +30,7 @@
 #include "utils/wait_event.h"
 
 PG_FUNCTION_INFO_V1(sms_worker_condition);
+PG_FUNCTION_INFO_V1(sms_settings_applied_at);
 
 SmsShared  *sms_shared = NULL;
 
@@ -83,6 +84,7 @@ sms_shmem_startup(void)
 			pg_atomic_init_u32(&sms_shared->workers[i].wakeup_requested, 0);
 			pg_atomic_init_u64(&sms_shared->workers[i].standby_wait_since, 0);
 			pg_atomic_init_u64(&sms_shared->workers[i].claims_held_since, 0);
+			pg_atomic_init_u64(&sms_shared->workers[i].settings_applied_at, 0);
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -274,4 +276,40 @@ sms_worker_condition(PG_FUNCTION_ARGS)
 		nulls[2] = true;
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * The worker has applied the configuration: at start, and after each SIGHUP
+ * once everything that depends on the settings follows them.
+ */
+void
+sms_settings_applied(void)
+{
+	pg_atomic_write_u64(&sms_shared->workers[sms_worker_slot].settings_applied_at,
+						(uint64) GetCurrentTimestamp());
+}
+
+/*
+ * When every running worker had last applied the configuration, NULL if no
+ * worker runs: a reload signaled before that time is in effect in all of
+ * them, so whoever reloads can wait until it is.
+ */
+Datum
+sms_settings_applied_at(PG_FUNCTION_ARGS)
+{
+	TimestampTz oldest = 0;
+
+	for (int i = 0; i < sms_shared->nworkers; i++)
+	{
+		SmsWorkerSlot *slot = &sms_shared->workers[i];
+		TimestampTz at = (TimestampTz) pg_atomic_read_u64(&slot->settings_applied_at);
+
+		if (slot->pid == 0 || at == 0)
+			continue;
+		if (oldest == 0 || at < oldest)
+			oldest = at;
+	}
+	if (oldest == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_TIMESTAMPTZ(oldest);
 }

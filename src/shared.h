@@ -25,6 +25,8 @@ typedef struct SmsWorkerSlot
 	pg_atomic_uint64 standby_wait_since;
 	/* since when it holds claims the standby lacks (see standby.c), or 0 */
 	pg_atomic_uint64 claims_held_since;
+	/* when it last applied the configuration (at start and after SIGHUP) */
+	pg_atomic_uint64 settings_applied_at;
 } SmsWorkerSlot;
 
 typedef struct SmsShared
@@ -48,5 +50,6 @@ extern void sms_wake_workers(void);
 extern void sms_set_worker_latch(int i);
 extern void sms_wake_worker_at_commit(void);
 extern void sms_set_condition(const char *fmt,...) pg_attribute_printf(1, 2);
+extern void sms_settings_applied(void);
 
 #endif							/* SMS_SHARED_H */

@@ -306,6 +306,7 @@ worker_shmem_exit(int code, Datum arg)
 	SpinLockRelease(&sms_shared->mutex);
 	pg_atomic_write_u64(&sms_shared->workers[sms_worker_slot].standby_wait_since, 0);
 	pg_atomic_write_u64(&sms_shared->workers[sms_worker_slot].claims_held_since, 0);
+	pg_atomic_write_u64(&sms_shared->workers[sms_worker_slot].settings_applied_at, 0);
 	set_condition("not running");
 }
 
@@ -1327,6 +1328,7 @@ sms_worker_main(Datum main_arg)
 
 	/* the first turn looks at the outbox at once */
 	update_condition();
+	sms_settings_applied();
 	database_turn(0, 0);
 	start_ready(GetCurrentTimestamp());
 	drive_requests();
@@ -1429,6 +1431,7 @@ sms_worker_main(Datum main_arg)
 				leave_pause("the configuration was reloaded");
 			more_pending = true;
 			update_condition();
+			sms_settings_applied();
 		}
 
 		drive_requests();

@@ -19,7 +19,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(start_emulator sms_node wait_for_rows queue_messages exactly_once make_cert);
+our @EXPORT = qw(start_emulator sms_node wait_for_rows queue_messages exactly_once make_cert
+  reload_and_wait);
 
 our $ACCOUNT_SID = 'ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
 our $AUTH_TOKEN = 'emulator-token';
@@ -116,6 +117,21 @@ sub wait_for_rows
 	my ($node, $sql, $expected, $what) = @_;
 	my $ok = $node->poll_query_until('postgres', $sql, $expected);
 	ok($ok, $what // "waited for: $sql = $expected");
+	return $ok;
+}
+
+# Reload the configuration and wait until every running worker has applied
+# it (sms_settings_applied_at(): the time each last did, at its start or
+# after a SIGHUP); a worker that starts later reads it at its start.
+sub reload_and_wait
+{
+	my ($node, $db) = @_;
+	$db //= 'postgres';
+	my $before = $node->safe_psql($db, 'SELECT clock_timestamp()');
+	$node->reload;
+	my $ok = $node->poll_query_until($db,
+		qq{SELECT coalesce(sms_settings_applied_at() > '$before', false)});
+	ok($ok, 'the workers applied the reloaded configuration');
 	return $ok;
 }
 
