@@ -125,6 +125,7 @@ test: deps
 	$(MAKE) warnings
 	$(MAKE) install
 	$(MAKE) emulator
+	$(MAKE) -C test/emulator check-segments
 	$(MAKE) prism-deps
 	$(MAKE) fuzz FUZZ_SECONDS=10
 	$(MAKE) test-suite
