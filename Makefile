@@ -17,6 +17,7 @@ OBJS = \
 	src/job.o \
 	src/outbox.o \
 	src/http.o \
+	src/provider.o \
 	src/twilio.o \
 	src/twilio_json.o \
 	src/worker.o \

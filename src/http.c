@@ -98,22 +98,22 @@ timer_callback(CURLM *m, long timeout_ms, void *userp)
 static size_t
 write_callback(char *data, size_t size, size_t nmemb, void *userp)
 {
-	SmsJob	   *job = (SmsJob *) userp;
+	SmsTransfer *t = (SmsTransfer *) userp;
 	size_t		n = size * nmemb;
 
-	if (job->response.len + n > MAX_RESPONSE_BYTES)
+	if (t->response.len + n > MAX_RESPONSE_BYTES)
 	{
-		job->response_too_large = true;
+		t->response_too_large = true;
 		return 0;				/* makes curl fail the transfer */
 	}
-	appendBinaryStringInfo(&job->response, data, (int) n);
+	appendBinaryStringInfo(&t->response, data, (int) n);
 	return n;
 }
 
 static size_t
 header_callback(char *data, size_t size, size_t nmemb, void *userp)
 {
-	SmsJob	   *job = (SmsJob *) userp;
+	SmsTransfer *t = (SmsTransfer *) userp;
 	size_t		n = size * nmemb;
 	static const char name[] = "retry-after:";
 
@@ -132,7 +132,7 @@ header_callback(char *data, size_t size, size_t nmemb, void *userp)
 		}
 		/* an HTTP-date is left to the backoff */
 		if (digits)
-			job->retry_after_s = (int) Min(secs, 86400);
+			t->retry_after_s = (int) Min(secs, 86400);
 	}
 	return n;
 }
@@ -158,16 +158,16 @@ static int
 prereq_callback(void *userp, char *primary_ip, char *local_ip,
 				int primary_port, int local_port)
 {
-	SmsJob	   *job = (SmsJob *) userp;
+	SmsTransfer *t = (SmsTransfer *) userp;
 
-	if (++job->prereq_calls > 1)
+	if (++t->prereq_calls > 1)
 	{
-		job->retry_refused = true;
+		t->retry_refused = true;
 		return CURL_PREREQFUNC_ABORT;
 	}
-	if (send_guard && !send_guard(job))
+	if (send_guard && !send_guard(t->job))
 	{
-		job->held_back = true;
+		t->held_back = true;
 		return CURL_PREREQFUNC_ABORT;
 	}
 	return CURL_PREREQFUNC_OK;
@@ -309,13 +309,16 @@ set_common_options(CURL *easy)
 
 /*
  * An easy handle for the job, with every option that is not the provider's
- * business set from the current settings.  The provider sets the method,
- * URL, body and headers (credentials among them) of every request it makes.
+ * business set from the current settings, and a fresh transfer (in the
+ * job's memory) for what comes back.  The provider sets the method, URL,
+ * body and headers (credentials among them) of every request it makes.
  */
 CURL *
 sms_http_easy_for(SmsJob *job)
 {
 	CURL	   *easy;
+	SmsTransfer *t;
+	MemoryContext old;
 
 	if (n_idle > 0)
 		easy = idle_handles[--n_idle];
@@ -327,28 +330,33 @@ sms_http_easy_for(SmsJob *job)
 		set_common_options(easy);
 	}
 
-	job->easy = easy;
-	job->easy_generation = settings_generation;
-	job->curl_error[0] = '\0';
-	job->prereq_calls = 0;
-	job->retry_refused = false;
-	job->held_back = false;
-	job->response_too_large = false;
-	job->retry_after_s = -1;
-	initStringInfo(&job->response);
+	/* a lookup's next page reuses its last page's transfer, not its reply */
+	if (job->http == NULL)
+		job->http = MemoryContextAllocZero(job->cxt, sizeof(SmsTransfer));
+	t = job->http;
+	if (t->response.data != NULL)
+		pfree(t->response.data);
+	memset(t, 0, sizeof(SmsTransfer));
+	t->job = job;
+	t->easy = easy;
+	t->easy_generation = settings_generation;
+	t->retry_after_s = -1;
+	old = MemoryContextSwitchTo(job->cxt);
+	initStringInfo(&t->response);
+	MemoryContextSwitchTo(old);
 
-	curl_easy_setopt(easy, CURLOPT_PRIVATE, job);
-	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, job->curl_error);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, job);
-	curl_easy_setopt(easy, CURLOPT_HEADERDATA, job);
-	curl_easy_setopt(easy, CURLOPT_PREREQDATA, job);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->error);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, t);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, t);
 	return easy;
 }
 
 void
 sms_http_start(SmsJob *job)
 {
-	CURLMcode	rc = curl_multi_add_handle(multi, job->easy);
+	CURLMcode	rc = curl_multi_add_handle(multi, job->http->easy);
 
 	if (rc != CURLM_OK)
 		elog(ERROR, "could not start a request: %s", curl_multi_strerror(rc));
@@ -362,7 +370,7 @@ sms_http_start(SmsJob *job)
 			in_flight_jobs = repalloc(in_flight_jobs,
 									  sizeof(SmsJob *) * max_in_flight_jobs);
 	}
-	job->in_flight_index = in_flight;
+	job->http->in_flight_index = in_flight;
 	in_flight_jobs[in_flight++] = job;
 }
 
@@ -373,31 +381,31 @@ sms_http_start(SmsJob *job)
  * previous job's request.
  */
 static void
-note_request_sent(SmsJob *job)
+note_request_sent(SmsTransfer *t)
 {
 	long		request_size = 0;
 
-	curl_easy_getinfo(job->easy, CURLINFO_REQUEST_SIZE, &request_size);
-	job->request_sent = !job->held_back &&
-		((job->prereq_calls > 0 && request_size > 0) || job->retry_refused);
+	curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &request_size);
+	t->request_sent = !t->held_back &&
+		((t->prereq_calls > 0 && request_size > 0) || t->retry_refused);
 }
 
 static void
-release_easy(SmsJob *job)
+release_easy(SmsTransfer *t)
 {
 	SmsJob	   *last;
 
-	curl_multi_remove_handle(multi, job->easy);
-	if (n_idle < max_idle && job->easy_generation == settings_generation)
-		idle_handles[n_idle++] = job->easy;
+	curl_multi_remove_handle(multi, t->easy);
+	if (n_idle < max_idle && t->easy_generation == settings_generation)
+		idle_handles[n_idle++] = t->easy;
 	else
-		curl_easy_cleanup(job->easy);
-	job->easy = NULL;
+		curl_easy_cleanup(t->easy);
+	t->easy = NULL;
 
 	/* swap the last job in flight into this one's place */
 	last = in_flight_jobs[--in_flight];
-	in_flight_jobs[job->in_flight_index] = last;
-	last->in_flight_index = job->in_flight_index;
+	in_flight_jobs[t->in_flight_index] = last;
+	last->http->in_flight_index = t->in_flight_index;
 }
 
 /* The next finished request, with its result filled in; NULL if none. */
@@ -409,18 +417,18 @@ sms_http_next_done(void)
 
 	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
 	{
-		SmsJob	   *job;
+		SmsTransfer *t;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &job);
-		job->curl_result = msg->data.result;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &job->http_status);
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_OS_ERRNO, &job->os_errno);
-		note_request_sent(job);
-		release_easy(job);
-		return job;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+		t->result = msg->data.result;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &t->http_status);
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_OS_ERRNO, &t->os_errno);
+		note_request_sent(t);
+		release_easy(t);
+		return t->job;
 	}
 	return NULL;
 }
@@ -446,14 +454,15 @@ sms_http_any_in_flight(void)
 }
 
 /*
- * Give up a request still in flight (at shutdown); tells whether any of it
- * had been sent.
+ * Give up a request still in flight (at shutdown); returns whether any of
+ * it had been sent.
  */
-void
+bool
 sms_http_abort(SmsJob *job)
 {
-	note_request_sent(job);
-	release_easy(job);
+	note_request_sent(job->http);
+	release_easy(job->http);
+	return job->http->request_sent;
 }
 
 /*
@@ -466,22 +475,21 @@ sms_http_abort(SmsJob *job)
  * next (no timings in it), so a pause is logged once, not at every probe.
  */
 char *
-sms_http_setting_failure(const SmsJob *job, const char *base_url)
+sms_http_setting_failure(const SmsTransfer *t, const char *base_url)
 {
 	char	   *what;
 	int			len;
 
-	if (job->request_sent)
+	if (t->request_sent)
 		return NULL;
 
 	/* curl's text, without the trailing space some of its messages have */
-	what = pstrdup(job->curl_error[0] ? job->curl_error :
-				   curl_easy_strerror(job->curl_result));
+	what = pstrdup(t->error[0] ? t->error : curl_easy_strerror(t->result));
 	len = strlen(what);
 	while (len > 0 && isspace((unsigned char) what[len - 1]))
 		what[--len] = '\0';
 
-	switch (job->curl_result)
+	switch (t->result)
 	{
 		case CURLE_UNSUPPORTED_PROTOCOL:
 		case CURLE_URL_MALFORMAT:
@@ -493,9 +501,9 @@ sms_http_setting_failure(const SmsJob *job, const char *base_url)
 			return psprintf("cannot resolve the host name of %s", base_url);
 		case CURLE_COULDNT_CONNECT:
 			/* curl's own text has the time it took; the system's does not */
-			if (job->os_errno != 0)
+			if (t->os_errno != 0)
 				return psprintf("cannot connect to %s: %s", base_url,
-								strerror((int) job->os_errno));
+								strerror((int) t->os_errno));
 			return psprintf("cannot connect to %s", base_url);
 		case CURLE_OPERATION_TIMEDOUT:
 			return psprintf("cannot connect to %s: timed out before the request could be sent",

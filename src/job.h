@@ -15,8 +15,6 @@
 
 #include "sms.h"
 
-#include <curl/curl.h>
-
 #include "access/xlogdefs.h"
 #include "lib/stringinfo.h"
 
@@ -61,11 +59,8 @@ typedef struct SmsJob
 	int			nmedia;
 	XLogRecPtr	claim_lsn;		/* the claim's commit, for sms_may_send() */
 
-	/* the request in flight */
-	CURL	   *easy;
-	uint32		easy_generation;	/* of the settings it was set up under */
-	uint32		headers_generation; /* of the provider's header list it uses */
-	int			in_flight_index;	/* in http.c's array of jobs in flight */
+	/* the provider's request */
+	struct SmsTransfer *http;	/* libcurl's side of it (http.h) */
 	char	   *post_fields;
 	char	   *url;			/* a lookup's current page */
 	int			pages;			/* lookup pages fetched so far */
@@ -73,17 +68,6 @@ typedef struct SmsJob
 	int			nbatch;
 	TimestampTz listed_back_to; /* the oldest message a lookup has listed */
 	bool		lookup_alone;	/* a batch could not reach back to this row */
-	StringInfoData response;
-	bool		response_too_large;
-	int			retry_after_s;	/* from a Retry-After header, or -1 */
-	long		http_status;
-	CURLcode	curl_result;
-	bool		request_sent;	/* any byte of the request left */
-	int			prereq_calls;	/* requests curl was about to make */
-	bool		retry_refused;	/* we stopped curl from silently resending */
-	bool		held_back;		/* the send guard stopped it before any byte */
-	char		curl_error[CURL_ERROR_SIZE];
-	long		os_errno;		/* the system's error of a failed connect */
 
 	/* the outcome, written back */
 	SmsOutcome	outcome;
@@ -95,9 +79,21 @@ typedef struct SmsJob
 	int			error_code;		/* 0 if none */
 	char	   *error_message;
 	char	   *pause_reason;	/* for OUTCOME_PAUSE */
+	bool		pause_network;	/* ... a failure to reach the provider */
+	int			retry_after_s;	/* the provider's Retry-After, or -1 */
 } SmsJob;
 
 extern SmsJob *sms_job_create(SmsJobKind kind);
 extern void sms_job_free(SmsJob *job);
+
+/*
+ * The i-th of the rows a lookup answers for, 0 <= i <= job->nbatch: the
+ * job's own, then its batch's.
+ */
+static inline SmsJob *
+sms_lookup_row(SmsJob *job, int i)
+{
+	return i == 0 ? job : job->batch[i - 1];
+}
 
 #endif							/* SMS_JOB_H */

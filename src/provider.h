@@ -2,7 +2,8 @@
  *
  * provider.h
  *	  What the worker needs from a provider module: build a request for a
- *	  job, and decide the job's outcome from the reply.
+ *	  job, and decide the job's outcome from the reply.  sms.provider picks
+ *	  the module; each knows its own API and nothing of the worker's.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,8 +33,9 @@ typedef struct SmsProvider
 	bool		(*finish_lookup) (SmsJob *job);
 } SmsProvider;
 
-extern const SmsProvider sms_twilio_provider;
+/* the module sms.provider names */
+extern const SmsProvider *sms_chosen_provider(void);
 
-#include "twilio_json.h"
+extern const SmsProvider sms_twilio_provider;
 
 #endif							/* SMS_PROVIDER_H */

@@ -29,7 +29,7 @@
 PG_MODULE_MAGIC;
 
 char	   *sms_database = NULL;
-char	   *sms_provider = NULL;
+int			sms_provider = SMS_PROVIDER_TWILIO;
 char	   *sms_api_url = NULL;
 char	   *sms_account_sid = NULL;
 char	   *sms_auth_token = NULL;
@@ -89,14 +89,11 @@ check_api_key_sid(char **newval, void **extra, GucSource source)
 	return check_sid_setting(newval, "SK", "An API key SID");
 }
 
-static bool
-check_provider(char **newval, void **extra, GucSource source)
-{
-	if (*newval != NULL && strcmp(*newval, "twilio") == 0)
-		return true;
-	GUC_check_errdetail("The only provider supported is \"twilio\".");
-	return false;
-}
+/* the providers a module exists for (provider.h) */
+static const struct config_enum_entry provider_options[] = {
+	{"twilio", SMS_PROVIDER_TWILIO, false},
+	{NULL, 0, false}
+};
 
 static void
 define_settings(void)
@@ -110,14 +107,15 @@ define_settings(void)
 							   0,
 							   NULL, NULL, NULL);
 
-	DefineCustomStringVariable("sms.provider",
-							   "Provider whose API the worker sends to.",
-							   NULL,
-							   &sms_provider,
-							   "twilio",
-							   PGC_SIGHUP,
-							   0,
-							   check_provider, NULL, NULL);
+	DefineCustomEnumVariable("sms.provider",
+							 "Provider whose API the worker sends to.",
+							 NULL,
+							 &sms_provider,
+							 SMS_PROVIDER_TWILIO,
+							 provider_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("sms.api_url",
 							   "Base URL of the provider's REST API.",

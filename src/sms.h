@@ -23,7 +23,7 @@
 
 /* settings (sms.c) */
 extern char *sms_database;
-extern char *sms_provider;
+extern int	sms_provider;		/* SmsProviderId */
 extern char *sms_api_url;
 extern char *sms_account_sid;
 extern char *sms_auth_token;
@@ -42,6 +42,12 @@ extern int	sms_retention_s;
 extern int	sms_workers;
 
 #define SMS_MAX_WORKERS 16
+
+/* the values of sms.provider (see sms_chosen_provider) */
+typedef enum SmsProviderId
+{
+	SMS_PROVIDER_TWILIO
+} SmsProviderId;
 
 #include "shared.h"
 

@@ -19,6 +19,7 @@
 
 #include "common/base64.h"
 #include "http.h"
+#include "twilio_json.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/builtins.h"
@@ -127,7 +128,7 @@ free_retired_headers(void)
 	ListCell   *lc;
 
 	for (int i = 0; i < sms_http_in_flight(); i++)
-		oldest = Min(oldest, sms_http_in_flight_job(i)->headers_generation);
+		oldest = Min(oldest, sms_http_in_flight_job(i)->http->headers_generation);
 	foreach(lc, retired_headers)
 	{
 		RetiredHeaders *r = lfirst(lc);
@@ -174,7 +175,7 @@ request_headers(SmsJob *job)
 	if (headers != NULL && strcmp(for_user, user) == 0 &&
 		strcmp(for_secret, secret) == 0)
 	{
-		job->headers_generation = generation;
+		job->http->headers_generation = generation;
 		return headers;
 	}
 
@@ -211,7 +212,7 @@ request_headers(SmsJob *job)
 	if (headers == NULL)
 		elog(ERROR, "out of memory building request headers");
 	generation++;
-	job->headers_generation = generation;
+	job->http->headers_generation = generation;
 
 	explicit_bzero(pair, strlen(pair));
 	explicit_bzero(encoded, len);
@@ -238,7 +239,7 @@ append_param(StringInfo buf, CURL *easy, const char *name, const char *value)
 static void
 twilio_prepare_send(SmsJob *job)
 {
-	CURL	   *easy = job->easy;
+	CURL	   *easy = job->http->easy;
 	StringInfoData form;
 	int			i;
 
@@ -267,7 +268,7 @@ twilio_prepare_send(SmsJob *job)
 static void
 twilio_prepare_lookup(SmsJob *job)
 {
-	CURL	   *easy = job->easy;
+	CURL	   *easy = job->http->easy;
 
 	if (job->pages == 0)
 	{
@@ -330,23 +331,24 @@ set_error(SmsJob *job, int code, const char *fmt,...)
 static void
 transport_failure(SmsJob *job)
 {
-	const char *what = job->curl_error[0] ? job->curl_error :
-		curl_easy_strerror(job->curl_result);
+	SmsTransfer *t = job->http;
+	const char *what = t->error[0] ? t->error : curl_easy_strerror(t->result);
 
-	if (job->response_too_large)
+	if (t->response_too_large)
 		what = "the reply was larger than any reply of the provider's";
-	else if (job->retry_refused)
+	else if (t->retry_refused)
 		what = "the connection closed without a reply";
 	set_error(job, 0, "%s: %s",
-			  job->request_sent ? "transport error after the request was sent" :
+			  t->request_sent ? "transport error after the request was sent" :
 			  "transport error before the request was sent", what);
-	if (job->request_sent)
+	if (t->request_sent)
 	{
 		job->outcome = OUTCOME_UNKNOWN;
 		return;
 	}
-	job->pause_reason = sms_http_setting_failure(job,
+	job->pause_reason = sms_http_setting_failure(t,
 												 psprintf("%.*s", api_base_len(), sms_api_url));
+	job->pause_network = job->pause_reason != NULL;
 	job->outcome = job->pause_reason ? OUTCOME_PAUSE : OUTCOME_RETRY;
 }
 
@@ -437,19 +439,21 @@ account_wide_reason(long http_status, int code)
 static void
 twilio_finish_send(SmsJob *job)
 {
+	SmsTransfer *t = job->http;
 	TwilioReply reply;
 	bool		parsed;
-	long		http = job->http_status;
+	long		http = t->http_status;
 	int			code;
 	const char *reason;
 
-	if (job->curl_result != CURLE_OK)
+	job->retry_after_s = t->retry_after_s;
+	if (t->result != CURLE_OK)
 	{
 		transport_failure(job);
 		return;
 	}
 
-	parsed = twilio_parse_reply(job->response.data, job->response.len, &reply);
+	parsed = twilio_parse_reply(t->response.data, t->response.len, &reply);
 
 	if (http == 200 || http == 201)
 	{
@@ -577,13 +581,6 @@ matches(SmsJob *job, TwilioMessage *m, TimestampTz created)
 		created >= job->last_attempt_at - (int64) MATCH_SLACK_SECS * USECS_PER_SEC;
 }
 
-/* The i-th row a lookup answers for: the job's own, then its batch's. */
-static SmsJob *
-lookup_row(SmsJob *job, int i)
-{
-	return i == 0 ? job : job->batch[i - 1];
-}
-
 /*
  * Settle every row of the lookup not settled yet alike; the rows a page
  * already found keep what it found.
@@ -593,7 +590,7 @@ settle_rest(SmsJob *job, SmsOutcome outcome, int code, const char *message)
 {
 	for (int i = 0; i <= job->nbatch; i++)
 	{
-		SmsJob	   *row = lookup_row(job, i);
+		SmsJob	   *row = sms_lookup_row(job, i);
 
 		if (row->outcome == OUTCOME_SENT)
 		{
@@ -619,7 +616,7 @@ oldest_unsettled_attempt(SmsJob *job, TimestampTz *oldest)
 
 	for (int i = 0; i <= job->nbatch; i++)
 	{
-		SmsJob	   *row = lookup_row(job, i);
+		SmsJob	   *row = sms_lookup_row(job, i);
 
 		if (row->outcome == OUTCOME_NONE &&
 			(!any || row->last_attempt_at < *oldest))
@@ -651,7 +648,7 @@ match_page(SmsJob *job, TwilioReply *reply)
 
 		for (int i = 0; i <= job->nbatch; i++)
 		{
-			SmsJob	   *row = lookup_row(job, i);
+			SmsJob	   *row = sms_lookup_row(job, i);
 
 			if (row->outcome == OUTCOME_NONE && matches(row, msg, created) &&
 				(best == NULL || row->last_attempt_at > best->last_attempt_at))
@@ -685,7 +682,7 @@ give_up_lookup(SmsJob *job)
 {
 	for (int i = 0; i <= job->nbatch; i++)
 	{
-		SmsJob	   *row = lookup_row(job, i);
+		SmsJob	   *row = sms_lookup_row(job, i);
 
 		if (row->outcome != OUTCOME_NONE || job->listed_back_to == 0 ||
 			row->last_attempt_at - (int64) MATCH_SLACK_SECS * USECS_PER_SEC <=
@@ -698,7 +695,7 @@ give_up_lookup(SmsJob *job)
 	}
 	for (int i = 0; i <= job->nbatch && job->nbatch > 0; i++)
 	{
-		SmsJob	   *row = lookup_row(job, i);
+		SmsJob	   *row = sms_lookup_row(job, i);
 
 		if (row->outcome == OUTCOME_NONE)
 			row->lookup_alone = true;
@@ -715,11 +712,13 @@ give_up_lookup(SmsJob *job)
 static bool
 finish_lookup_page(SmsJob *job)
 {
+	SmsTransfer *t = job->http;
 	TwilioReply reply;
 	const char *reason;
 	int			code;
 
-	if (job->curl_result != CURLE_OK)
+	job->retry_after_s = t->retry_after_s;
+	if (t->result != CURLE_OK)
 	{
 		SmsOutcome	own = job->outcome;
 		MemoryContext old = MemoryContextSwitchTo(job->cxt);
@@ -733,18 +732,18 @@ finish_lookup_page(SmsJob *job)
 		return false;
 	}
 
-	if (!twilio_parse_reply(job->response.data, job->response.len, &reply))
+	if (!twilio_parse_reply(t->response.data, t->response.len, &reply))
 	{
 		settle_rest(job, OUTCOME_LOOKUP_AGAIN, 0,
 					psprintf("lookup failed: HTTP %ld with a reply that is not JSON",
-							 job->http_status));
+							 t->http_status));
 		return false;
 	}
 
-	if (job->http_status != 200)
+	if (t->http_status != 200)
 	{
 		code = parse_int(reply.top.code);
-		if ((reason = account_wide_reason(job->http_status, code)) != NULL)
+		if ((reason = account_wide_reason(t->http_status, code)) != NULL)
 			job->pause_reason = MemoryContextStrdup(job->cxt, reason);
 		settle_rest(job, OUTCOME_LOOKUP_AGAIN, code,
 					psprintf("lookup failed: %s",
@@ -789,12 +788,6 @@ twilio_finish_lookup(SmsJob *job)
 	another = finish_lookup_page(job);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(page_cxt);
-	if (another)
-	{
-		/* the next page gets a fresh buffer; this one is done with */
-		pfree(job->response.data);
-		job->response.data = NULL;
-	}
 	return another;
 }
 

@@ -73,7 +73,7 @@
 /* claim what the requests finish in this long, beyond the free slots */
 #define CLAIM_AHEAD_MS 40
 
-static const SmsProvider *provider = &sms_twilio_provider;
+static const SmsProvider *provider = NULL;
 
 /* a FIFO of jobs */
 typedef struct JobQueue
@@ -231,7 +231,7 @@ push_lookup_done(SmsJob *job)
 {
 	for (int i = 0; i <= job->nbatch; i++)
 	{
-		SmsJob	   *row = i == 0 ? job : job->batch[i - 1];
+		SmsJob	   *row = sms_lookup_row(job, i);
 
 		if (row->lookup_alone && row->last_attempt_at >= lookup_alone_before)
 			lookup_alone_before = row->last_attempt_at + 1;
@@ -547,7 +547,7 @@ collect_finished(void)
 		if (job->kind == JOB_SEND)
 		{
 			sends_in_flight--;
-			if (job->held_back)
+			if (job->http->held_back)
 				job->outcome = OUTCOME_ABANDONED;	/* not a byte left */
 			else
 			{
@@ -576,7 +576,7 @@ collect_finished(void)
 			leave_pause("a message was accepted");
 		if (job->outcome == OUTCOME_PAUSE ||
 			(job->kind == JOB_LOOKUP && job->pause_reason))
-			enter_pause(job->pause_reason, job->curl_result != CURLE_OK);
+			enter_pause(job->pause_reason, job->pause_network);
 	}
 }
 
@@ -1194,11 +1194,12 @@ shut_down(WaitEventSet *set)
 	/* abandon the rest */
 	while ((job = sms_http_any_in_flight()) != NULL)
 	{
-		sms_http_abort(job);
+		bool		request_sent = sms_http_abort(job);
+
 		if (job->kind == JOB_SEND)
 		{
 			sends_in_flight--;
-			if (job->request_sent)
+			if (request_sent)
 			{
 				job->outcome = OUTCOME_UNKNOWN;
 				job->error_message = "the worker stopped while the request was in flight";
@@ -1212,7 +1213,7 @@ shut_down(WaitEventSet *set)
 			/* its rows not settled yet are looked up again */
 			for (int i = 0; i <= job->nbatch; i++)
 			{
-				SmsJob	   *row = i == 0 ? job : job->batch[i - 1];
+				SmsJob	   *row = sms_lookup_row(job, i);
 
 				if (row->outcome != OUTCOME_NONE)
 					continue;
@@ -1313,6 +1314,7 @@ sms_worker_main(Datum main_arg)
 	pg_atomic_write_u32(&sms_shared->workers[sms_worker_slot].wakeup_requested, 0);
 
 	sms_http_init(my_concurrency, send_guard);
+	provider = sms_chosen_provider();
 	missing = provider->missing_settings();
 
 	set = sms_create_wait_event_set(3);
@@ -1425,6 +1427,7 @@ sms_worker_main(Datum main_arg)
 			/* a worker left with no share cannot send what it holds */
 			if (my_concurrency == 0)
 				abandon_ready();
+			provider = sms_chosen_provider();
 			missing = provider->missing_settings();
 			/* the cause of a pause may have been fixed: try at once */
 			if (paused)
