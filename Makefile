@@ -21,6 +21,9 @@ OBJS = \
 	src/twilio.o \
 	src/twilio_json.o \
 	src/worker.o \
+	src/worker_requests.o \
+	src/worker_turn.o \
+	src/outcome.o \
 	src/standby.o \
 	src/shared.o \
 	src/redact.o

@@ -39,6 +39,8 @@ typedef enum SmsOutcome
 	OUTCOME_ABANDONED			/* stopped before any byte was sent: pending */
 } SmsOutcome;
 
+#define SMS_NUM_OUTCOMES (OUTCOME_ABANDONED + 1)
+
 typedef struct SmsJob
 {
 	MemoryContext cxt;

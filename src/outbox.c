@@ -488,7 +488,7 @@ sms_outbox_write_back(SmsWriteBack *wb, int n)
 
 	for (i = 0; i < n; i++)
 	{
-		SmsJob	   *job = wb[i].job;
+		const SmsJob *job = wb[i].job;
 
 		cols[0][i] = Int64GetDatum(wb[i].id);
 		cols[1][i] = CStringGetTextDatum(wb[i].expected_state);

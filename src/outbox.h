@@ -20,7 +20,7 @@ typedef struct SmsWriteBack
 	int32		new_attempts;
 	TimestampTz next_attempt_at;	/* 0 keeps the row's */
 	const char *error_message;	/* for this write-back only (see worker.c) */
-	SmsJob	   *job;			/* sid, status, error code ... */
+	const SmsJob *job;			/* sid, status, error code ... */
 } SmsWriteBack;
 
 extern bool sms_outbox_begin(void);

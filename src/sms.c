@@ -53,24 +53,10 @@ void		_PG_init(void);
 
 PG_FUNCTION_INFO_V1(sms_check_install);
 
-/* True if s is prefix followed by exactly 32 hexadecimal digits. */
-static bool
-is_twilio_sid(const char *s, const char *prefix)
-{
-	size_t		plen = strlen(prefix);
-
-	if (strncmp(s, prefix, plen) != 0 || strlen(s) != plen + 32)
-		return false;
-	for (s += plen; *s; s++)
-		if (!isxdigit((unsigned char) *s))
-			return false;
-	return true;
-}
-
 static bool
 check_sid_setting(char **newval, const char *prefix, const char *what)
 {
-	if (*newval == NULL || **newval == '\0' || is_twilio_sid(*newval, prefix))
+	if (*newval == NULL || **newval == '\0' || sms_is_sid(*newval, prefix))
 		return true;
 	GUC_check_errdetail("%s must be \"%s\" followed by 32 hexadecimal digits.",
 						what, prefix);

@@ -70,6 +70,7 @@ extern void sms_validate_from(const char *from_number);
 extern void sms_validate_content(text *body, ArrayType *media_urls);
 extern void sms_validate_idempotency_key(const char *key);
 extern void sms_validate_send_at(TimestampTz send_at);
+extern bool sms_is_sid(const char *s, const char *prefix);
 extern bool sms_is_messaging_service_sid(const char *from_number);
 
 /* encoding.c */

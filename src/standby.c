@@ -56,6 +56,13 @@ static volatile sig_atomic_t die_raised = false;
 /* the latest claim a synchronous standby is known to have */
 static XLogRecPtr confirmed_lsn = InvalidXLogRecPtr;
 
+/*
+ * This pass of the worker's loop found that no commit waits for a standby
+ * (synchronous replication is off): asked before each request, the answer
+ * is kept for the pass rather than read under SyncRepLock every time.
+ */
+static bool no_standby_this_pass = false;
+
 void
 sms_standby_sigterm(SIGNAL_ARGS)
 {
@@ -153,7 +160,7 @@ sms_claims_replicated(XLogRecPtr lsn)
 	bool		replicated;
 	uint8		status;
 
-	if (XLogRecPtrIsInvalid(lsn) || lsn <= confirmed_lsn)
+	if (XLogRecPtrIsInvalid(lsn) || lsn <= confirmed_lsn || no_standby_this_pass)
 		return true;
 	if (!SyncRepRequested())
 		return true;
@@ -165,14 +172,25 @@ sms_claims_replicated(XLogRecPtr lsn)
 		confirmed_lsn = lsn;
 		replicated = true;
 	}
-	else if (!server_has_status())
-		replicated = status == 0;	/* the bool sync_standbys_defined */
-	else if (status & SMS_SYNC_STANDBY_INIT)
-		replicated = (status & SMS_SYNC_STANDBY_DEFINED) == 0;
 	else
-		replicated = SyncRepStandbyNames == NULL || SyncRepStandbyNames[0] == '\0';
+	{
+		if (!server_has_status())
+			replicated = status == 0;	/* the bool sync_standbys_defined */
+		else if (status & SMS_SYNC_STANDBY_INIT)
+			replicated = (status & SMS_SYNC_STANDBY_DEFINED) == 0;
+		else
+			replicated = SyncRepStandbyNames == NULL || SyncRepStandbyNames[0] == '\0';
+		no_standby_this_pass = replicated;
+	}
 	LWLockRelease(SyncRepLock);
 	return replicated;
+}
+
+/* A new pass of the worker's loop: look at the standbys afresh. */
+void
+sms_standby_new_pass(void)
+{
+	no_standby_this_pass = false;
 }
 
 /*

@@ -83,17 +83,27 @@ looks_like_formatted_number(const char *s)
 	return has_digit;
 }
 
+/*
+ * Is s a Twilio SID of the kind prefix names ("AC" an account, "SK" an API
+ * key, "MG" a Messaging Service): the prefix, then 32 hexadecimal digits?
+ */
+bool
+sms_is_sid(const char *s, const char *prefix)
+{
+	size_t		plen = strlen(prefix);
+
+	if (strncmp(s, prefix, plen) != 0 || strlen(s) != plen + 32)
+		return false;
+	for (s += plen; *s; s++)
+		if (!isxdigit((unsigned char) *s))
+			return false;
+	return true;
+}
+
 bool
 sms_is_messaging_service_sid(const char *s)
 {
-	int			i;
-
-	if (s[0] != 'M' || s[1] != 'G' || strlen(s) != 34)
-		return false;
-	for (i = 2; i < 34; i++)
-		if (!isxdigit((unsigned char) s[i]))
-			return false;
-	return true;
+	return sms_is_sid(s, "MG");
 }
 
 /* 1 to 11 ASCII letters, digits or spaces, at least one letter */
