@@ -132,7 +132,7 @@ test: deps
 
 test-suite:
 	@root="$(TEST_ROOT)"; \
-	tar --exclude=test/prism/node_modules -cf - sql expected test | tar -C "$$root" -xf -; \
+	tar --exclude=test/prism/node_modules -cf - sql expected test README.md src/outcome.c src/job.h | tar -C "$$root" -xf -; \
 	prism="$(CURDIR)/test/prism"; \
 	if ! $(RUN_AS_TEST_USER) test -r "$$prism/node_modules/.package-lock.json"; then \
 		cp -r test/prism/node_modules "$$root/test/prism/"; prism="$$root/test/prism"; fi; \
