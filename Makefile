@@ -19,6 +19,7 @@ OBJS = \
 	src/http.o \
 	src/provider.o \
 	src/twilio.o \
+	src/twilio_auth.o \
 	src/twilio_json.o \
 	src/worker.o \
 	src/worker_requests.o \

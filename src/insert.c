@@ -242,6 +242,82 @@ insert_supported(Relation rel, InsertShape *s)
 }
 
 /*
+ * The row: the values given, and the defaults of the other columns,
+ * evaluated after the statement triggers as a plan's would be.  The
+ * slot is the table's own kind, so the row is formed once; it is
+ * materialized, so that nothing in it points into the shape, which a
+ * trigger calling sms_send() may rebuild.
+ */
+static TupleTableSlot *
+form_row(EState *estate, Relation rel, InsertShape *s,
+		 const Datum *values, const bool *isnull)
+{
+	TupleTableSlot *slot = table_slot_create(rel, &estate->es_tupleTable);
+	ExprContext *econtext;
+
+	memset(slot->tts_isnull, true, slot->tts_tupleDescriptor->natts * sizeof(bool));
+	econtext = GetPerTupleExprContext(estate);
+	for (int i = 0; i < s->ndefaults; i++)
+	{
+		AttrNumber	attnum = s->default_attnums[i];
+
+		if (s->default_exprs[i] == NULL)
+		{
+			slot->tts_values[attnum - 1] = s->default_values[i];
+			slot->tts_isnull[attnum - 1] = s->default_isnull[i];
+		}
+		else
+			slot->tts_values[attnum - 1] =
+				ExecEvalExprSwitchContext(ExecInitExpr(s->default_exprs[i], NULL),
+										  econtext,
+										  &slot->tts_isnull[attnum - 1]);
+	}
+	for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
+	{
+		slot->tts_values[s->given[i] - 1] = values[i];
+		slot->tts_isnull[s->given[i] - 1] = isnull[i];
+	}
+	ExecStoreVirtualTuple(slot);
+	ExecMaterializeSlot(slot);
+	return slot;
+}
+
+/*
+ * What ModifyTable's ExecInsert does for the row; false if a BEFORE ROW
+ * trigger skipped it.
+ */
+static bool
+insert_row(EState *estate, ResultRelInfo *rri, InsertShape *s,
+		   TupleTableSlot *slot, int64 *id)
+{
+	Relation	rel = rri->ri_RelationDesc;
+	List	   *recheck_indexes = NIL;
+	bool		id_isnull;
+
+	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row &&
+		!ExecBRInsertTriggers(estate, rri, slot))
+		return false;
+
+	/* constraints and generated columns may read tableoid */
+	slot->tts_tableOid = RelationGetRelid(rel);
+	if (rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
+		ExecComputeStoredGenerated(rri, estate, slot, CMD_INSERT);
+	if (rel->rd_att->constr)
+		ExecConstraints(rri, slot, estate);
+
+	table_tuple_insert(rel, slot, estate->es_output_cid, 0, NULL);
+	if (rri->ri_NumIndices > 0)
+		recheck_indexes = sms_insert_index_tuples(rri, slot, estate);
+	ExecARInsertTriggers(estate, rri, slot, recheck_indexes, NULL);
+	list_free(recheck_indexes);
+
+	/* the primary key: not null */
+	*id = DatumGetInt64(slot_getattr(slot, s->id, &id_isnull));
+	Assert(!id_isnull);
+	return true;
+}
+
+/*
  * Insert one row into the outbox (relid): values/isnull give sms_send()'s
  * columns in the order of sms_send_columns, every other column takes its
  * default.  Sets *inserted, and *id to the new row's id; *inserted is false
@@ -265,7 +341,6 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 	Relation	rel;
 	InsertShape *s;
 	TupleTableSlot *slot;
-	ExprContext *econtext;
 
 	/* what the executor checks before it starts an INSERT */
 	PreventCommandIfReadOnly("INSERT");
@@ -311,66 +386,8 @@ sms_insert_message(Oid relid, const Datum *values, const bool *isnull,
 	AfterTriggerBeginQuery();
 	ExecBSInsertTriggers(estate, rri);
 
-	/*
-	 * The row: the values given, and the defaults of the other columns,
-	 * evaluated after the statement triggers as a plan's would be.  The
-	 * slot is the table's own kind, so the row is formed once; it is
-	 * materialized, so that nothing in it points into the shape, which a
-	 * trigger calling sms_send() may rebuild.
-	 */
-	slot = table_slot_create(rel, &estate->es_tupleTable);
-	memset(slot->tts_isnull, true, slot->tts_tupleDescriptor->natts * sizeof(bool));
-	econtext = GetPerTupleExprContext(estate);
-	for (int i = 0; i < s->ndefaults; i++)
-	{
-		AttrNumber	attnum = s->default_attnums[i];
-
-		if (s->default_exprs[i] == NULL)
-		{
-			slot->tts_values[attnum - 1] = s->default_values[i];
-			slot->tts_isnull[attnum - 1] = s->default_isnull[i];
-		}
-		else
-			slot->tts_values[attnum - 1] =
-				ExecEvalExprSwitchContext(ExecInitExpr(s->default_exprs[i], NULL),
-										  econtext,
-										  &slot->tts_isnull[attnum - 1]);
-	}
-	for (int i = 0; i < SMS_SEND_NCOLUMNS; i++)
-	{
-		slot->tts_values[s->given[i] - 1] = values[i];
-		slot->tts_isnull[s->given[i] - 1] = isnull[i];
-	}
-	ExecStoreVirtualTuple(slot);
-	ExecMaterializeSlot(slot);
-
-	/* what ModifyTable's ExecInsert does for the row */
-	*inserted = true;
-	if (rri->ri_TrigDesc && rri->ri_TrigDesc->trig_insert_before_row)
-		*inserted = ExecBRInsertTriggers(estate, rri, slot);
-
-	if (*inserted)
-	{
-		List	   *recheck_indexes = NIL;
-		bool		id_isnull;
-
-		/* constraints and generated columns may read tableoid */
-		slot->tts_tableOid = RelationGetRelid(rel);
-		if (rel->rd_att->constr && rel->rd_att->constr->has_generated_stored)
-			ExecComputeStoredGenerated(rri, estate, slot, CMD_INSERT);
-		if (rel->rd_att->constr)
-			ExecConstraints(rri, slot, estate);
-
-		table_tuple_insert(rel, slot, estate->es_output_cid, 0, NULL);
-		if (rri->ri_NumIndices > 0)
-			recheck_indexes = sms_insert_index_tuples(rri, slot, estate);
-		ExecARInsertTriggers(estate, rri, slot, recheck_indexes, NULL);
-		list_free(recheck_indexes);
-
-		/* the primary key: not null */
-		*id = DatumGetInt64(slot_getattr(slot, s->id, &id_isnull));
-		Assert(!id_isnull);
-	}
+	slot = form_row(estate, rel, s, values, isnull);
+	*inserted = insert_row(estate, rri, s, slot, id);
 
 	ExecASInsertTriggers(estate, rri, NULL);
 	AfterTriggerEndQuery(estate);

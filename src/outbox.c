@@ -83,29 +83,17 @@ prepare(const char *sql, int nargs, Oid *argtypes)
 	"o.id, o.attempts, o.priority, o.next_attempt_at, o.last_attempt_at, " \
 	"o.to_number, o.from_number, o.body, o.media_urls"
 
+/*
+ * Claim the most urgent due rows for sending, and 'unknown' rows for a
+ * lookup.  (Two statements: a send claim counts an attempt and moves the
+ * row to 'sending'; a lookup claim only leases the row.  Both return the
+ * same columns, turned into jobs by jobs_from_result().)
+ */
 static void
-prepare_plans(Oid extoid)
+prepare_claim_plans(const char *s)
 {
-	char	   *schema = get_namespace_name(sms_extension_schema(extoid));
-	const char *s = quote_identifier(schema);
 	Oid			claim_args[2] = {INT4OID, INT2OID};
 	Oid			unknown_args[3] = {INT4OID, INT4OID, TIMESTAMPTZOID};
-	Oid			wb_args[13] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	TIMESTAMPTZARRAYOID};
-	Oid			recover_args[4] = {INT4OID, INT2OID, INT2OID, INT8ARRAYOID};
-	Oid			purge_args[1] = {INT4OID};
-
-	if (claim_plan)
-	{
-		SPI_freeplan(claim_plan);
-		SPI_freeplan(claim_unknown_plan);
-		SPI_freeplan(write_back_plan);
-		SPI_freeplan(recover_plan);
-		SPI_freeplan(next_due_plan);
-		SPI_freeplan(purge_plan);
-	}
 
 	/*
 	 * Claim the most urgent due rows.  SKIP LOCKED lets sms_cancel(), the
@@ -155,6 +143,15 @@ prepare_plans(Oid extoid)
 										  " FROM c WHERE o.id " EQ " c.id"
 										  " RETURNING " CLAIMED_COLUMNS, s, s, s),
 								 3, unknown_args);
+}
+
+static void
+prepare_write_back_plan(const char *s)
+{
+	Oid			wb_args[13] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	TIMESTAMPTZARRAYOID};
 
 	/*
 	 * Every write-back is guarded by the state and attempt it expects: a late
@@ -189,6 +186,12 @@ prepare_plans(Oid extoid)
 									   " AND o.state " EQ " r.expected_state::%s.sms_state"
 									   " AND o.attempts " EQ " r.expected_attempts", s, s, s),
 								   13, wb_args, CURSOR_OPT_GENERIC_PLAN);
+}
+
+static void
+prepare_recover_plan(const char *s)
+{
+	Oid			recover_args[4] = {INT4OID, INT2OID, INT2OID, INT8ARRAYOID};
 
 	/*
 	 * A row in 'sending' that no request of ours is for may have gone out:
@@ -218,6 +221,13 @@ prepare_plans(Oid extoid)
 									" (claimed_by IS NULL OR claimed_by " GE " $3)))"
 									" AND NOT id " EQ " ANY ($4)", s),
 						   4, recover_args);
+}
+
+/* When rows fall due next, and retention. */
+static void
+prepare_due_and_purge_plans(const char *s)
+{
+	Oid			purge_args[1] = {INT4OID};
 
 	/*
 	 * The earliest due time of a pending or unknown row.  The claim index is
@@ -249,7 +259,27 @@ prepare_plans(Oid extoid)
 								  " pg_catalog.make_interval(secs => $1::pg_catalog.float8))"
 								  " LIMIT 10000) f WHERE o.id " EQ " f.id", s, s, s),
 						 1, purge_args);
+}
 
+static void
+prepare_plans(Oid extoid)
+{
+	char	   *schema = get_namespace_name(sms_extension_schema(extoid));
+	const char *s = quote_identifier(schema);
+
+	if (claim_plan)
+	{
+		SPI_freeplan(claim_plan);
+		SPI_freeplan(claim_unknown_plan);
+		SPI_freeplan(write_back_plan);
+		SPI_freeplan(recover_plan);
+		SPI_freeplan(next_due_plan);
+		SPI_freeplan(purge_plan);
+	}
+	prepare_claim_plans(s);
+	prepare_write_back_plan(s);
+	prepare_recover_plan(s);
+	prepare_due_and_purge_plans(s);
 	plans_extension_oid = extoid;
 }
 

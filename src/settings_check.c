@@ -32,12 +32,9 @@ is_loopback_host(const char *host)
 		strcmp(host, "[::1]") == 0;
 }
 
-/*
- * The first thing wrong with an API URL, as GUC_check_errdetail and
- * GUC_check_errhint; false if there is one.
- */
+/* a URL libcurl can parse, without spaces or control characters */
 static bool
-api_url_acceptable(const char *url, SmsUrl *u)
+api_url_parses(const char *url, SmsUrl *u)
 {
 	CURLUcode	rc;
 
@@ -81,7 +78,13 @@ api_url_acceptable(const char *url, SmsUrl *u)
 		GUC_check_errhint("For example " API_URL_EXAMPLE ".");
 		return false;
 	}
+	return true;
+}
 
+/* https (or http to this machine), a host, no userinfo, a valid port */
+static bool
+api_url_scheme_and_host_acceptable(const SmsUrl *u)
+{
 	if (strcmp(u->scheme, "https") != 0 && strcmp(u->scheme, "http") != 0)
 	{
 		GUC_check_errdetail("The API URL must start with \"https://\", not \"%s://\".",
@@ -122,8 +125,13 @@ api_url_acceptable(const char *url, SmsUrl *u)
 		GUC_check_errhint("Leave the port out for the scheme's own, as in " API_URL_EXAMPLE ".");
 		return false;
 	}
+	return true;
+}
 
-	/* the worker appends each request's path to the URL as it is written */
+/* the scheme, host and port only: the worker appends each request's path */
+static bool
+api_url_is_base(const SmsUrl *u)
+{
 	if (u->query != NULL)
 	{
 		GUC_check_errdetail("The API URL must not have a query string (\"?...\"): the worker appends the path of each request to the URL, and a query would swallow it.");
@@ -144,6 +152,17 @@ api_url_acceptable(const char *url, SmsUrl *u)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * The first thing wrong with an API URL, as GUC_check_errdetail and
+ * GUC_check_errhint; false if there is one.
+ */
+static bool
+api_url_acceptable(const char *url, SmsUrl *u)
+{
+	return api_url_parses(url, u) && api_url_scheme_and_host_acceptable(u) &&
+		api_url_is_base(u);
 }
 
 /*

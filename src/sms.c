@@ -81,8 +81,9 @@ static const struct config_enum_entry provider_options[] = {
 	{NULL, 0, false}
 };
 
+/* Where and as whom the worker sends: the provider and its account. */
 static void
-define_settings(void)
+define_provider_settings(void)
 {
 	DefineCustomStringVariable("sms.database",
 							   "Database whose sms_outbox the background worker serves.",
@@ -153,6 +154,20 @@ define_settings(void)
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
+	DefineCustomStringVariable("sms.ca_file",
+							   "File of CA certificates to verify the provider with, instead of the system's.",
+							   NULL,
+							   &sms_ca_file,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   sms_check_ca_file, NULL, NULL);
+}
+
+/* How the workers send: their number, their pace, and retries. */
+static void
+define_sending_settings(void)
+{
 	DefineCustomIntVariable("sms.max_concurrency",
 							"Requests the worker keeps in flight at once.",
 							NULL,
@@ -224,16 +239,12 @@ define_settings(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+}
 
-	DefineCustomStringVariable("sms.ca_file",
-							   "File of CA certificates to verify the provider with, instead of the system's.",
-							   NULL,
-							   &sms_ca_file,
-							   "",
-							   PGC_SIGHUP,
-							   0,
-							   sms_check_ca_file, NULL, NULL);
-
+/* What the workers keep and how many run. */
+static void
+define_worker_settings(void)
+{
 	DefineCustomIntVariable("sms.retention",
 							"Age after which finished messages are deleted; 0 keeps them.",
 							NULL,
@@ -251,7 +262,14 @@ define_settings(void)
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);
+}
 
+static void
+define_settings(void)
+{
+	define_provider_settings();
+	define_sending_settings();
+	define_worker_settings();
 	MarkGUCPrefixReserved("sms");
 }
 
