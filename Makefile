@@ -11,6 +11,7 @@ OBJS = \
 	src/url.o \
 	src/enqueue.o \
 	src/cancel.o \
+	src/identity.o \
 	src/insert.o \
 	src/validate.o \
 	src/encoding.o \

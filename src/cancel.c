@@ -19,7 +19,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "sms.h"
+#include "identity.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -44,11 +44,10 @@ sms_cancel(PG_FUNCTION_ARGS)
 {
 	int64		id = PG_GETARG_INT64(0);
 	Oid			caller = GetUserId();
-	Oid			owner;
-	Oid			nspid;
-	Oid			relid = sms_find_outbox(&owner, &nspid);
-	char	   *outbox = quote_qualified_identifier(get_namespace_name(nspid), "sms_outbox");
-	bool		any_role = pg_class_aclcheck(relid, caller, ACL_UPDATE) == ACLCHECK_OK;
+	const SmsOutbox *found = sms_outbox(false);
+	Oid			owner = found->owner;
+	char	   *outbox = sms_outbox_table_name(found);
+	bool		any_role = pg_class_aclcheck(found->relid, caller, ACL_UPDATE) == ACLCHECK_OK;
 	Oid			argtypes[3] = {INT8OID, BOOLOID, NAMEOID};
 	Datum		args[3];
 	SmsCaller	saved;

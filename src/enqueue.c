@@ -14,15 +14,14 @@
  *-------------------------------------------------------------------------
  */
 #include "sms.h"
+#include "identity.h"
 #include "insert.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -35,7 +34,6 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
-#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(sms_send);
@@ -44,105 +42,11 @@ PG_FUNCTION_INFO_V1(sms_outbox_wake);
 
 #define SMS_SEND_DUE_COLUMN 8
 
-/* sms_send()'s saved plans, valid for one incarnation of the extension */
-static Oid	outbox_owner = InvalidOid;
-static Oid	outbox_nspid = InvalidOid;
-static Oid	outbox_relid = InvalidOid;
-static char outbox_nspname[NAMEDATALEN];
+/* sms_send()'s saved plans, for one generation of the outbox (identity.c) */
+static uint32 plans_generation = 0;
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr insert_keyed_plan = NULL;
 static SPIPlanPtr lookup_key_plan = NULL;
-
-/*
- * Is the outbox found last time still where the saved plans name it, and who
- * owns it now?  The plans name it by schema and table, and PostgreSQL parses
- * them again from those names whenever they are invalidated: after a rename
- * of either, or the extension moved to another schema, the names could lead
- * to another table.
- */
-static bool
-outbox_unchanged(void)
-{
-	HeapTuple	tup;
-	Form_pg_class cls;
-	bool		same;
-
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(outbox_relid));
-	if (!HeapTupleIsValid(tup))
-		return false;
-	cls = (Form_pg_class) GETSTRUCT(tup);
-	same = cls->relnamespace == outbox_nspid &&
-		strcmp(NameStr(cls->relname), "sms_outbox") == 0;
-	outbox_owner = cls->relowner;
-	ReleaseSysCache(tup);
-	if (!same)
-		return false;
-
-	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(outbox_nspid));
-	if (!HeapTupleIsValid(tup))
-		return false;
-	same = strcmp(NameStr(((Form_pg_namespace) GETSTRUCT(tup))->nspname),
-				  outbox_nspname) == 0;
-	ReleaseSysCache(tup);
-	return same;
-}
-
-/*
- * Find the outbox of the current incarnation of the extension, and its
- * owner as of now, as whom sms_send() inserts; forget plans made for an
- * earlier incarnation or for names that have changed since.
- */
-static void
-find_outbox(void)
-{
-	Oid			extoid;
-	Oid			relid;
-
-	/*
-	 * Looking the extension up by name scans pg_extension; while the
-	 * outbox we found last time still exists (syscache probes), so does
-	 * its extension.
-	 */
-	if (OidIsValid(outbox_relid) && outbox_unchanged())
-		return;
-
-	outbox_relid = InvalidOid;
-	if (insert_plan)
-		SPI_freeplan(insert_plan);
-	if (insert_keyed_plan)
-		SPI_freeplan(insert_keyed_plan);
-	if (lookup_key_plan)
-		SPI_freeplan(lookup_key_plan);
-	insert_plan = insert_keyed_plan = lookup_key_plan = NULL;
-
-	extoid = get_extension_oid("sms", false);
-	outbox_nspid = sms_extension_schema(extoid);
-	relid = get_relname_relid("sms_outbox", outbox_nspid);
-	/* (a table of that name that is not the extension's is not the outbox) */
-	if (!OidIsValid(relid) ||
-		getExtensionOfObject(RelationRelationId, relid) != extoid)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("table sms_outbox of extension sms does not exist"),
-				 errhint("The extension's table must keep its name, in the extension's schema.")));
-	strlcpy(outbox_nspname, get_namespace_name(outbox_nspid), NAMEDATALEN);
-	outbox_relid = relid;
-	if (!outbox_unchanged())
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-}
-
-/*
- * The outbox of the extension as it is now, its owner and its schema (for
- * sms_cancel(), which also acts as the owner).
- */
-Oid
-sms_find_outbox(Oid *owner, Oid *nspid)
-{
-	find_outbox();
-	*owner = outbox_owner;
-	*nspid = outbox_nspid;
-	return outbox_relid;
-}
 
 /*
  * Prepare sms_send()'s statements, once per backend and extension
@@ -150,7 +54,7 @@ sms_find_outbox(Oid *owner, Oid *nspid)
  * the caller's search_path.
  */
 static void
-prepare_plans(void)
+prepare_plans(const SmsOutbox *outbox)
 {
 	char	   *table;
 	StringInfoData insert;
@@ -160,10 +64,17 @@ prepare_plans(void)
 	SPIPlanPtr	keyed;
 	SPIPlanPtr	lookup;
 
-	if (insert_plan != NULL)
+	if (insert_plan != NULL && plans_generation == outbox->generation)
 		return;
+	if (insert_plan)
+	{
+		SPI_freeplan(insert_plan);
+		SPI_freeplan(insert_keyed_plan);
+		SPI_freeplan(lookup_key_plan);
+		insert_plan = insert_keyed_plan = lookup_key_plan = NULL;
+	}
 
-	table = quote_qualified_identifier(get_namespace_name(outbox_nspid), "sms_outbox");
+	table = sms_outbox_table_name(outbox);
 
 	initStringInfo(&insert);
 	appendStringInfo(&insert, "INSERT INTO %s (", table);
@@ -209,6 +120,7 @@ prepare_plans(void)
 	insert_plan = plain;
 	insert_keyed_plan = keyed;
 	lookup_key_plan = lookup;
+	plans_generation = outbox->generation;
 }
 
 static int64
@@ -232,7 +144,8 @@ first_id(void)
  * the two statements.
  */
 static bool
-insert_message(Datum *values, const bool *isnull, const char *key, int64 *id)
+insert_message(const SmsOutbox *outbox, Datum *values, const bool *isnull,
+			   const char *key, int64 *id)
 {
 	char		nulls[SMS_SEND_NCOLUMNS];
 
@@ -247,7 +160,7 @@ insert_message(Datum *values, const bool *isnull, const char *key, int64 *id)
 	 * search_path sms_become_owner() sets: a caller's path changes nothing
 	 * they resolve.
 	 */
-	prepare_plans();
+	prepare_plans(outbox);
 	if (SPI_execute_plan(key == NULL ? insert_plan : insert_keyed_plan,
 						 values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert into sms_outbox");
@@ -315,6 +228,7 @@ sms_send(PG_FUNCTION_ARGS)
 	char	   *key = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	SmsCaller	caller;
+	const SmsOutbox *outbox;
 	bool		inserted = false;
 	int64		id = -1;
 
@@ -346,13 +260,13 @@ sms_send(PG_FUNCTION_ARGS)
 													  Max(now, PG_GETARG_TIMESTAMPTZ(4)));
 	isnull[SMS_SEND_DUE_COLUMN] = false;
 
-	find_outbox();
+	outbox = sms_outbox(false);
 
-	sms_become_owner(outbox_owner, &caller);
+	sms_become_owner(outbox->owner, &caller);
 	/* (ON CONFLICT for a key needs the planner's speculative insertion) */
 	if (key != NULL ||
-		!sms_insert_message(outbox_relid, values, isnull, &inserted, &id))
-		inserted = insert_message(values, isnull, key, &id);
+		!sms_insert_message(outbox->relid, values, isnull, &inserted, &id))
+		inserted = insert_message(outbox, values, isnull, key, &id);
 	sms_restore_caller(&caller);
 
 	if (!inserted)

@@ -12,12 +12,12 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "identity.h"
 #include "outbox.h"
 #include "standby.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
@@ -28,7 +28,9 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+/* the plans below serve this outbox (identity.c) */
 static Oid	plans_extension_oid = InvalidOid;
+static uint32 plans_generation = 0;
 static SPIPlanPtr claim_plan;
 static SPIPlanPtr claim_unknown_plan;
 static SPIPlanPtr write_back_plan;
@@ -262,10 +264,9 @@ prepare_due_and_purge_plans(const char *s)
 }
 
 static void
-prepare_plans(Oid extoid)
+prepare_plans(const SmsOutbox *outbox)
 {
-	char	   *schema = get_namespace_name(sms_extension_schema(extoid));
-	const char *s = quote_identifier(schema);
+	const char *s = quote_identifier(outbox->nspname);
 
 	if (claim_plan)
 	{
@@ -280,7 +281,8 @@ prepare_plans(Oid extoid)
 	prepare_write_back_plan(s);
 	prepare_recover_plan(s);
 	prepare_due_and_purge_plans(s);
-	plans_extension_oid = extoid;
+	plans_extension_oid = outbox->extoid;
+	plans_generation = outbox->generation;
 }
 
 /*
@@ -291,14 +293,14 @@ prepare_plans(Oid extoid)
 bool
 sms_outbox_begin(void)
 {
-	Oid			extoid;
+	const SmsOutbox *outbox;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 
-	extoid = get_extension_oid("sms", true);
-	if (!OidIsValid(extoid))
+	outbox = sms_outbox(true);
+	if (outbox == NULL)
 	{
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -307,8 +309,8 @@ sms_outbox_begin(void)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (extoid != plans_extension_oid)
-		prepare_plans(extoid);
+	if (outbox->generation != plans_generation)
+		prepare_plans(outbox);
 
 	pgstat_report_activity(STATE_RUNNING, "sms: claiming and writing back");
 	return true;

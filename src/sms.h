@@ -52,7 +52,6 @@ typedef enum SmsProviderId
 #include "shared.h"
 
 extern Oid	sms_extension_schema(Oid extoid);
-extern Oid	sms_find_outbox(Oid *owner, Oid *nspid);
 
 /* who called, while sms_send() or sms_cancel() acts as the outbox's owner */
 typedef struct SmsCaller
