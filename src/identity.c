@@ -4,8 +4,8 @@
  *	  Which copy of the extension, and of its outbox, this is: answered
  *	  here for sms_send(), sms_cancel() and the worker alike.
  *
- *	  Each of them keeps statements that name the outbox by schema and
- *	  table, and PostgreSQL parses a saved statement again from those names
+ *	  sms_send() and the worker keep statements that name the outbox by
+ *	  schema and table (sms_cancel() names it the same way), and PostgreSQL parses a saved statement again from those names
  *	  whenever it is invalidated: after DROP EXTENSION and CREATE EXTENSION,
  *	  a renamed table or schema, the names could lead to another table, or
  *	  to none.  So the outbox found last is checked with syscache probes

@@ -59,7 +59,8 @@ prepare(const char *sql, int nargs, Oid *argtypes)
 /*
  * The worker runs as a superuser, so nothing its statements name may resolve
  * to an object another role created.  Its search_path is pinned to
- * pg_catalog when it connects (see worker.c), and every operator and
+ * pg_catalog when it connects (see pin_session_settings in worker.c), and
+ * every operator and
  * function here is written with its schema as well: a database owner may
  * create objects in public, and a role with CREATE on the database a schema
  * named after the worker's role, and sms_state has no "=" of its own, so an
@@ -209,7 +210,7 @@ prepare_recover_plan(const char *s)
 	 * claimed row waits for a free request slot, and sms.reconcile_grace for
 	 * the provider's list to show it): after a failover that took longer, at
 	 * once.  (Claims held for the standby are claimed again when released,
-	 * see worker.c, so that no request leaves long after its claim.)
+	 * see worker_requests.c, so that no request leaves long after its claim.)
 	 */
 	recover_plan = prepare(psprintf(
 									"UPDATE %s.sms_outbox SET state = 'unknown',"
@@ -277,6 +278,10 @@ prepare_plans(const SmsOutbox *outbox)
 		SPI_freeplan(next_due_plan);
 		SPI_freeplan(purge_plan);
 	}
+	/* (one that fails to prepare leaves none to free twice) */
+	claim_plan = claim_unknown_plan = write_back_plan = NULL;
+	recover_plan = next_due_plan = purge_plan = NULL;
+	plans_generation = 0;
 	prepare_claim_plans(s);
 	prepare_write_back_plan(s);
 	prepare_recover_plan(s);

@@ -19,7 +19,7 @@ typedef struct SmsWriteBack
 	const char *new_state;
 	int32		new_attempts;
 	TimestampTz next_attempt_at;	/* 0 keeps the row's */
-	const char *error_message;	/* for this write-back only (see worker.c) */
+	const char *error_message;	/* for this write-back only (see outcome.c) */
 	const SmsJob *job;			/* sid, status, error code ... */
 } SmsWriteBack;
 

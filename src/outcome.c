@@ -5,8 +5,11 @@
  *	  one table; README.md's state diagram is drawn from it.
  *
  *	  Who decides what: http.c tells whether any byte of a request left; the
- *	  provider (twilio.c) turns that and the reply into an outcome; this
- *	  table turns the outcome into the row's state, attempts and due time;
+ *	  provider (twilio.c) turns that and the reply into an outcome, and the
+ *	  worker decides the outcomes no reply gave (a request the send guard
+ *	  held back, claims handed back at a pause, requests cut off at
+ *	  shutdown); this table turns the outcome into the row's state,
+ *	  attempts and due time;
  *	  outbox.c writes it, guarded by the state and attempt the job claimed,
  *	  so that a late or repeated outcome never overwrites a newer one.
  *
@@ -61,7 +64,7 @@ static const Transition transitions[] = {
 	[OUTCOME_RESEND] = {"pending", true, "the provider has no such message", false, NEXT_NOW},
 	/* the lookup itself failed: ask again later */
 	[OUTCOME_LOOKUP_AGAIN] = {"unknown", false, NULL, false, NEXT_LOOKUP_BACKOFF},
-	/* a lookup's row it never got to (it stopped first): the same */
+	/* none decided (no path leaves one; kept safe): look it up again */
 	[OUTCOME_NONE] = {"unknown", false, NULL, false, NEXT_LOOKUP_BACKOFF},
 };
 

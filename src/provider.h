@@ -19,7 +19,7 @@ typedef struct SmsProvider
 	/* NULL if the provider can be used with the current settings, else why not */
 	const char *(*missing_settings) (void);
 
-	/* set the provider's options (URL, method, body, auth) on job->easy */
+	/* set the provider's options (URL, method, body, auth) on job->http->easy */
 	void		(*prepare_send) (SmsJob *job);
 	void		(*prepare_lookup) (SmsJob *job);
 

@@ -279,14 +279,16 @@ sms_worker_condition(PG_FUNCTION_ARGS)
 }
 
 /*
- * The worker has applied the configuration: at start, and after each SIGHUP
- * once everything that depends on the settings follows them.
+ * The worker has applied the configuration as it was at read_at (when it
+ * began to read it: a change saved later may have been missed), at start
+ * and after each SIGHUP, once everything that depends on the settings
+ * follows them.
  */
 void
-sms_settings_applied(void)
+sms_settings_applied(TimestampTz read_at)
 {
 	pg_atomic_write_u64(&sms_shared->workers[sms_worker_slot].settings_applied_at,
-						(uint64) GetCurrentTimestamp());
+						(uint64) read_at);
 }
 
 /*

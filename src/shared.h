@@ -50,6 +50,6 @@ extern void sms_wake_workers(void);
 extern void sms_set_worker_latch(int i);
 extern void sms_wake_worker_at_commit(void);
 extern void sms_set_condition(const char *fmt,...) pg_attribute_printf(1, 2);
-extern void sms_settings_applied(void);
+extern void sms_settings_applied(TimestampTz read_at);
 
 #endif							/* SMS_SHARED_H */

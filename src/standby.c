@@ -59,7 +59,9 @@ static XLogRecPtr confirmed_lsn = InvalidXLogRecPtr;
 /*
  * This pass of the worker's loop found that no commit waits for a standby
  * (synchronous replication is off): asked before each request, the answer
- * is kept for the pass rather than read under SyncRepLock every time.
+ * is kept for the pass rather than read under SyncRepLock every time.  A
+ * pass ends wherever the worker may wait (its sleep, a commit): a reload
+ * that turns synchronous replication on is seen before the next request.
  */
 static bool no_standby_this_pass = false;
 
@@ -118,6 +120,7 @@ sms_commit_locally(void)
 XLogRecPtr
 sms_commit_claims(void)
 {
+	sms_standby_new_pass();
 	enter_wait();
 	PG_TRY();
 	{
@@ -186,7 +189,7 @@ sms_claims_replicated(XLogRecPtr lsn)
 	return replicated;
 }
 
-/* A new pass of the worker's loop: look at the standbys afresh. */
+/* A new pass of the worker's loop, after a wait: look at the standbys afresh. */
 void
 sms_standby_new_pass(void)
 {

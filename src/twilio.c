@@ -135,7 +135,7 @@ twilio_prepare_send(SmsJob *job)
 	curl_easy_setopt(easy, CURLOPT_POST, 1L);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, job->post_fields);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) form.len);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, twilio_request_headers(job));
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, sms_twilio_request_headers(job));
 }
 
 static void
@@ -166,7 +166,7 @@ twilio_prepare_lookup(SmsJob *job)
 
 	curl_easy_setopt(easy, CURLOPT_URL, job->url);
 	curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, twilio_request_headers(job));
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, sms_twilio_request_headers(job));
 }
 
 static void
@@ -326,7 +326,7 @@ twilio_finish_send(SmsJob *job)
 		return;
 	}
 
-	parsed = twilio_parse_reply(t->response.data, t->response.len, &reply);
+	parsed = sms_twilio_parse_reply(t->response.data, t->response.len, &reply);
 
 	if (http == 200 || http == 201)
 	{
@@ -547,7 +547,8 @@ match_page(SmsJob *job, TwilioReply *reply)
  * The list is longer than a lookup may page through.  A row whose attempt
  * began after the oldest message listed (less the slack) had every message
  * it could be listed: none was its own.  The others are looked up again,
- * each alone, filtered by its number as well (see claim_lookup in worker.c):
+ * each alone, filtered by its number as well (see claim_lookup in
+ * worker_turn.c):
  * a batch would page through the same messages again.
  */
 static void
@@ -605,7 +606,7 @@ finish_lookup_page(SmsJob *job)
 		return false;
 	}
 
-	if (!twilio_parse_reply(t->response.data, t->response.len, &reply))
+	if (!sms_twilio_parse_reply(t->response.data, t->response.len, &reply))
 	{
 		settle_rest(job, OUTCOME_LOOKUP_AGAIN, 0,
 					psprintf("lookup failed: HTTP %ld with a reply that is not JSON",

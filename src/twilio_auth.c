@@ -9,7 +9,8 @@
  *	  retires the list; libcurl reads a list while it sends, so a retired
  *	  list is zeroed and freed once no request in flight was set up with it
  *	  (each request records the generation of the list it uses), whatever
- *	  the load: the old secret does not stay in memory.
+ *	  the load, when the next request is prepared: the old secret does not
+ *	  stay in memory while the worker sends.
  *
  *-------------------------------------------------------------------------
  */
@@ -73,7 +74,7 @@ free_retired_headers(void)
  * of the settings rather than by libcurl for every request.
  */
 struct curl_slist *
-twilio_request_headers(SmsJob *job)
+sms_twilio_request_headers(SmsJob *job)
 {
 	static struct curl_slist *headers = NULL;
 	static uint32 generation = 0;

@@ -12,6 +12,6 @@
 
 struct curl_slist;
 
-extern struct curl_slist *twilio_request_headers(SmsJob *job);
+extern struct curl_slist *sms_twilio_request_headers(SmsJob *job);
 
 #endif							/* SMS_TWILIO_AUTH_H */

@@ -213,7 +213,7 @@ too_deep(const char *json, int len)
  * Returns false if it is not a JSON object we can read.
  */
 bool
-twilio_parse_reply(const char *json, int len, TwilioReply *reply)
+sms_twilio_parse_reply(const char *json, int len, TwilioReply *reply)
 {
 	JsonLexContext *lex;
 	JsonSemAction sem;

@@ -35,6 +35,6 @@ typedef struct TwilioReply
 	char	   *next_page_uri;
 } TwilioReply;
 
-extern bool twilio_parse_reply(const char *json, int len, TwilioReply *reply);
+extern bool sms_twilio_parse_reply(const char *json, int len, TwilioReply *reply);
 
 #endif							/* SMS_TWILIO_JSON_H */

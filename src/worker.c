@@ -32,10 +32,10 @@
  *	  mode		WorkerMode (worker.h): no extension, settings missing,
  *				running, paused, stopping; sms_stats shows it.
  *
- *	  Each turn of the loop waits in WaitEventSetWait for the latch (set by
+ *	  Each pass of the loop waits in WaitEventSetWait for the latch (set by
  *	  committing backends, SIGHUP and SIGTERM), postmaster death and curl's
  *	  sockets, until next_deadline(); lets curl work and collects finished
- *	  requests (worker_requests.c); starts ready jobs; and, when plan_turn()
+ *	  requests (worker_requests.c); starts ready jobs; and, when sms_plan_turn()
  *	  finds outcomes to write or rows to claim, runs a turn.  Claiming ahead
  *	  of the free slots keeps the network busy while the database does its
  *	  part in batches.
@@ -66,8 +66,6 @@
 #include "http.h"
 #include "standby.h"
 
-/* look at the outbox by this time even if nothing else is due */
-#define IDLE_WAIT_MS 60000
 /* how often a worker looks for rows in 'sending' that it holds no job for */
 #define SWEEP_INTERVAL_MS 10000
 /* how often a worker holding claims looks whether the standby has them */
@@ -130,7 +128,7 @@ show_mode(const Worker *w)
 }
 
 void
-worker_set_mode(Worker *w, WorkerMode mode)
+sms_worker_set_mode(Worker *w, WorkerMode mode)
 {
 	w->mode = mode;
 	show_mode(w);
@@ -168,31 +166,34 @@ apply_settings(Worker *w)
 	if (w->mode == WORKER_NO_EXTENSION)
 		return;
 	if (w->missing)
-		worker_set_mode(w, WORKER_SETTINGS_MISSING);
+		sms_worker_set_mode(w, WORKER_SETTINGS_MISSING);
 	else if (w->mode == WORKER_PAUSED)
-		leave_pause(w, "the configuration was reloaded");
+		sms_leave_pause(w, "the configuration was reloaded");
 	else
-		worker_set_mode(w, WORKER_RUNNING);
+		sms_worker_set_mode(w, WORKER_RUNNING);
 }
 
 /* SIGHUP: the new settings, in every part of the worker that uses them. */
 static void
 reload_settings(Worker *w)
 {
+	/* what was in the file by this time is in effect once we are done */
+	TimestampTz read_at = GetCurrentTimestamp();
+
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
 	apply_settings(w);
 	sms_http_configure(w->concurrency);
 	/* held claims a worker left with no share, or no settings, cannot send */
 	if (w->concurrency == 0 || w->mode != WORKER_RUNNING)
-		abandon_ready(w);
+		sms_abandon_ready(w);
 	w->more_pending = true;
-	sms_settings_applied();
+	sms_settings_applied(read_at);
 }
 
 /*
  * When the loop must wake next, whatever else wakes it (the latch, curl's
- * sockets): a turn that plan_turn() will want, the rate's next token for a
+ * sockets): a turn that sms_plan_turn() will want, the rate's next token for a
  * ready job, curl's timer, retention, the sweep, a standby we wait for.
  */
 static Deadline
@@ -202,13 +203,13 @@ next_deadline(Worker *w, TimestampTz now)
 	Deadline	d = {0, NULL};
 	long		curl_ms = sms_http_timeout_ms();
 
-	plan_turn(w, now, false, &plan);
+	sms_plan_turn(w, now, false, &plan);
 	if (plan.write_back || plan.send_limit > 0 || plan.lookup_limit > 0)
 		return (Deadline) {now, "a turn of the database"};
 	d = plan.later;
-	deadline_consider(&d, TimestampTzPlusMilliseconds(now, IDLE_WAIT_MS), "the idle wait");
-	if (w->ready.n > 0 && w->mode == WORKER_RUNNING && free_slots(w) > 0)
-		deadline_consider(&d, bucket_next_token_at(&w->send_bucket, w->rate, now),
+	deadline_consider(&d, TimestampTzPlusMilliseconds(now, WORKER_IDLE_MS), "the idle wait");
+	if (w->ready.n > 0 && w->mode == WORKER_RUNNING && sms_free_slots(w) > 0)
+		deadline_consider(&d, sms_bucket_next_token_at(&w->send_bucket, w->rate, now),
 						  "sms.rate_limit's next token");
 	if (curl_ms >= 0)
 		deadline_consider(&d, TimestampTzPlusMilliseconds(now, curl_ms), "curl's timer");
@@ -236,10 +237,11 @@ shut_down(Worker *w, WaitEventSet *set)
 {
 	TimestampTz deadline;
 	WaitEvent	ev;
+	bool		have_outbox = w->mode != WORKER_NO_EXTENSION;
 
 	HOLD_INTERRUPTS();
-	worker_set_mode(w, WORKER_STOPPING);
-	abandon_ready(w);
+	sms_worker_set_mode(w, WORKER_STOPPING);
+	sms_abandon_ready(w);
 	/* a standby that does not answer must not keep us from stopping */
 	sms_commit_locally();
 
@@ -255,15 +257,15 @@ shut_down(Worker *w, WaitEventSet *set)
 			deadline_consider(&d, TimestampTzPlusMilliseconds(now, curl_ms), "curl's timer");
 		(void) WaitEventSetWait(set, ms_until(d.at, now), &ev, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
-		drive_requests(w);
-		abandon_ready(w);		/* (a lookup may have brought a page's rows) */
+		sms_standby_new_pass();
+		sms_drive_requests(w);
 	}
-	abort_in_flight(w);
+	sms_abort_in_flight(w);
 
 	/* the last write-back may wait for a row lock, until lock_timeout */
 	RESUME_INTERRUPTS();
-	if (w->mode != WORKER_NO_EXTENSION)
-		write_back_at_exit(w);
+	if (have_outbox)
+		sms_write_back_at_exit(w);
 	proc_exit(1);
 }
 
@@ -345,15 +347,15 @@ maybe_turn(Worker *w, TimestampTz now, bool woken)
 {
 	TurnPlan	plan;
 
-	plan_turn(w, now, woken, &plan);
+	sms_plan_turn(w, now, woken, &plan);
 	if (!plan.write_back && plan.send_limit == 0 && plan.lookup_limit == 0)
 		return;
 	elog(DEBUG2, "sms worker: turn: %d to write back, claim %d + %d lookups",
 		 w->done.n, plan.send_limit, plan.lookup_limit);
-	database_turn(w, plan.send_limit, plan.lookup_limit);
-	start_ready(w, GetCurrentTimestamp());
+	sms_database_turn(w, plan.send_limit, plan.lookup_limit);
+	sms_start_ready(w, GetCurrentTimestamp());
 	/* replies may already have come: collect them before sleeping */
-	drive_requests(w);
+	sms_drive_requests(w);
 }
 
 /* Sleep until next_deadline() or an event, then act on the signals. */
@@ -370,6 +372,7 @@ wait_for_work(Worker *w, WaitEventSet *set)
 	(void) WaitEventSetWait(set, timeout, events, lengthof(events),
 							PG_WAIT_EXTENSION);
 	ResetLatch(MyLatch);
+	sms_standby_new_pass();
 
 	if (ShutdownRequestPending || ProcDiePending)
 		shut_down(w, set);
@@ -405,7 +408,7 @@ sms_worker_main(Datum main_arg)
 	w->more_pending = true;
 	apply_settings(w);
 	register_slot();
-	sms_http_init(w->concurrency, send_guard);
+	sms_http_init(w->concurrency, sms_send_guard);
 
 	set = sms_create_wait_event_set(3);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
@@ -418,12 +421,12 @@ sms_worker_main(Datum main_arg)
 	ereport(LOG,
 			(errmsg("sms worker started for database \"%s\"", sms_database)));
 	show_mode(w);
-	sms_settings_applied();
+	sms_settings_applied(MyStartTimestamp);
 
 	/* the first turn looks at the outbox at once */
-	database_turn(w, 0, 0);
-	start_ready(w, GetCurrentTimestamp());
-	drive_requests(w);
+	sms_database_turn(w, 0, 0);
+	sms_start_ready(w, GetCurrentTimestamp());
+	sms_drive_requests(w);
 
 	for (;;)
 	{
@@ -431,13 +434,12 @@ sms_worker_main(Datum main_arg)
 
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
-		sms_standby_new_pass();
 
 		now = GetCurrentTimestamp();
-		start_ready(w, now);
+		sms_start_ready(w, now);
 		maybe_turn(w, now, take_wakeups(w, now));
-		run_retention(w, now);
+		sms_run_retention(w, now);
 		wait_for_work(w, set);
-		drive_requests(w);
+		sms_drive_requests(w);
 	}
 }

@@ -17,6 +17,12 @@
 #include "access/xlogdefs.h"
 
 /*
+ * With nothing known to be due, look at the outbox anyway this often: a
+ * prepared transaction that queued messages wakes no one when it commits.
+ */
+#define WORKER_IDLE_MS 60000
+
+/*
  * What the worker is doing, as sms_stats shows it.  Rows finished before a
  * change of mode are written back in every mode but the first.
  */
@@ -52,7 +58,7 @@ typedef struct Deadline
 	const char *why;
 } Deadline;
 
-/* what a turn of the database is to do (see plan_turn) */
+/* what a turn of the database is to do (see sms_plan_turn) */
 typedef struct TurnPlan
 {
 	bool		write_back;		/* outcomes to write, or the outbox to look at */
@@ -104,38 +110,38 @@ typedef struct Worker
 } Worker;
 
 /* worker.c */
-extern void worker_set_mode(Worker *w, WorkerMode mode);
+extern void sms_worker_set_mode(Worker *w, WorkerMode mode);
 
 /* worker_requests.c */
-extern void queue_push(JobQueue *q, SmsJob *job);
-extern SmsJob *queue_pop(JobQueue *q);
-extern void queue_merge_by_priority(JobQueue *q, SmsJob *jobs);
-extern void push_done(Worker *w, SmsJob *job);
-extern void push_lookup_done(Worker *w, SmsJob *job);
-extern int	bucket_available(TokenBucket *b, int rate, TimestampTz now);
-extern void bucket_spend(TokenBucket *b, int rate, int n);
-extern TimestampTz bucket_next_token_at(const TokenBucket *b, int rate,
+extern void sms_queue_push(JobQueue *q, SmsJob *job);
+extern SmsJob *sms_queue_pop(JobQueue *q);
+extern void sms_queue_merge_by_priority(JobQueue *q, SmsJob *jobs);
+extern void sms_push_done(Worker *w, SmsJob *job);
+extern void sms_push_lookup_done(Worker *w, SmsJob *job);
+extern int	sms_bucket_available(TokenBucket *b, int rate, TimestampTz now);
+extern void sms_bucket_spend(TokenBucket *b, int rate, int n);
+extern TimestampTz sms_bucket_next_token_at(const TokenBucket *b, int rate,
 										TimestampTz now);
-extern int	free_slots(const Worker *w);
-extern int	claim_target(Worker *w);
-extern void start_job(Worker *w, SmsJob *job);
-extern int	start_ready(Worker *w, TimestampTz now);
-extern void drive_requests(Worker *w);
-extern void abandon_ready(Worker *w);
-extern void enter_pause(Worker *w, const char *reason, bool network);
-extern void leave_pause(Worker *w, const char *why);
-extern void schedule_probe(Worker *w, TimestampTz now);
-extern bool send_guard(const SmsJob *job);
-extern bool claims_replicated(Worker *w);
-extern void hold_claims(Worker *w, XLogRecPtr lsn);
-extern void abort_in_flight(Worker *w);
+extern int	sms_free_slots(const Worker *w);
+extern int	sms_claim_target(Worker *w);
+extern void sms_start_job(Worker *w, SmsJob *job);
+extern int	sms_start_ready(Worker *w, TimestampTz now);
+extern void sms_drive_requests(Worker *w);
+extern void sms_abandon_ready(Worker *w);
+extern void sms_enter_pause(Worker *w, const char *reason, bool network);
+extern void sms_leave_pause(Worker *w, const char *why);
+extern void sms_schedule_probe(Worker *w, TimestampTz now);
+extern bool sms_send_guard(const SmsJob *job);
+extern bool sms_release_held_claims(Worker *w);
+extern void sms_hold_claims(Worker *w, XLogRecPtr lsn);
+extern void sms_abort_in_flight(Worker *w);
 
 /* worker_turn.c */
-extern void plan_turn(Worker *w, TimestampTz now, bool woken, TurnPlan *plan);
-extern void database_turn(Worker *w, int send_limit, int lookup_limit);
-extern void write_back_at_exit(Worker *w);
-extern void run_retention(Worker *w, TimestampTz now);
-extern void free_done(Worker *w);
+extern void sms_plan_turn(Worker *w, TimestampTz now, bool woken, TurnPlan *plan);
+extern void sms_database_turn(Worker *w, int send_limit, int lookup_limit);
+extern void sms_write_back_at_exit(Worker *w);
+extern void sms_run_retention(Worker *w, TimestampTz now);
+extern void sms_free_done(Worker *w);
 
 /* Earlier of two times, where 0 means never. */
 static inline TimestampTz

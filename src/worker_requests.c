@@ -45,7 +45,7 @@ typedef enum JobNews
 } JobNews;
 
 void
-queue_push(JobQueue *q, SmsJob *job)
+sms_queue_push(JobQueue *q, SmsJob *job)
 {
 	job->next = NULL;
 	if (q->tail)
@@ -57,7 +57,7 @@ queue_push(JobQueue *q, SmsJob *job)
 }
 
 SmsJob *
-queue_pop(JobQueue *q)
+sms_queue_pop(JobQueue *q)
 {
 	SmsJob	   *job = q->head;
 
@@ -78,7 +78,7 @@ queue_pop(JobQueue *q)
  * of higher priority does not wait behind rows claimed before it.
  */
 void
-queue_merge_by_priority(JobQueue *q, SmsJob *jobs)
+sms_queue_merge_by_priority(JobQueue *q, SmsJob *jobs)
 {
 	SmsJob	   *merged = NULL;
 	SmsJob	  **tail = &merged;
@@ -111,11 +111,11 @@ queue_merge_by_priority(JobQueue *q, SmsJob *jobs)
 }
 
 void
-push_done(Worker *w, SmsJob *job)
+sms_push_done(Worker *w, SmsJob *job)
 {
 	if (w->done.n == 0)
 		w->done_since = GetCurrentTimestamp();
-	queue_push(&w->done, job);
+	sms_queue_push(&w->done, job);
 }
 
 /*
@@ -124,7 +124,7 @@ push_done(Worker *w, SmsJob *job)
  * whose attempt began no later than it.
  */
 void
-push_lookup_done(Worker *w, SmsJob *job)
+sms_push_lookup_done(Worker *w, SmsJob *job)
 {
 	for (int i = 0; i <= job->nbatch; i++)
 	{
@@ -134,9 +134,9 @@ push_lookup_done(Worker *w, SmsJob *job)
 			w->lookup_alone_before = row->last_attempt_at + 1;
 	}
 	for (int i = 0; i < job->nbatch; i++)
-		push_done(w, job->batch[i]);
+		sms_push_done(w, job->batch[i]);
 	job->nbatch = 0;
-	push_done(w, job);
+	sms_push_done(w, job);
 }
 
 /*
@@ -144,7 +144,7 @@ push_lookup_done(Worker *w, SmsJob *job)
  * whole tokens in it; a rate of 0 or less means no limit.
  */
 int
-bucket_available(TokenBucket *b, int rate, TimestampTz now)
+sms_bucket_available(TokenBucket *b, int rate, TimestampTz now)
 {
 	if (rate <= 0)
 		return INT_MAX;
@@ -158,7 +158,7 @@ bucket_available(TokenBucket *b, int rate, TimestampTz now)
 }
 
 void
-bucket_spend(TokenBucket *b, int rate, int n)
+sms_bucket_spend(TokenBucket *b, int rate, int n)
 {
 	if (rate > 0)
 		b->tokens -= n;
@@ -166,7 +166,7 @@ bucket_spend(TokenBucket *b, int rate, int n)
 
 /* When the bucket next holds a whole token. */
 TimestampTz
-bucket_next_token_at(const TokenBucket *b, int rate, TimestampTz now)
+sms_bucket_next_token_at(const TokenBucket *b, int rate, TimestampTz now)
 {
 	double		missing_tokens = 1.0 - b->tokens;
 
@@ -176,7 +176,7 @@ bucket_next_token_at(const TokenBucket *b, int rate, TimestampTz now)
 }
 
 int
-free_slots(const Worker *w)
+sms_free_slots(const Worker *w)
 {
 	return Max(w->concurrency - sms_http_in_flight(), 0);
 }
@@ -190,7 +190,7 @@ free_slots(const Worker *w)
  * and waits to be looked up, sent or not.
  */
 int
-claim_target(Worker *w)
+sms_claim_target(Worker *w)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	int			target;
@@ -217,7 +217,7 @@ claim_target(Worker *w)
 
 /* Hand a job's request to curl. */
 void
-start_job(Worker *w, SmsJob *job)
+sms_start_job(Worker *w, SmsJob *job)
 {
 	MemoryContext old = MemoryContextSwitchTo(job->cxt);
 
@@ -235,7 +235,7 @@ start_job(Worker *w, SmsJob *job)
 
 /* curl's last question before a request's first byte leaves */
 bool
-send_guard(const SmsJob *job)
+sms_send_guard(const SmsJob *job)
 {
 	return job->kind != JOB_SEND || sms_may_send(job->claim_lsn);
 }
@@ -247,7 +247,7 @@ send_guard(const SmsJob *job)
  * it would send these rows again.
  */
 void
-hold_claims(Worker *w, XLogRecPtr lsn)
+sms_hold_claims(Worker *w, XLogRecPtr lsn)
 {
 	if (XLogRecPtrIsInvalid(w->unreplicated_claim))
 	{
@@ -266,7 +266,7 @@ hold_claims(Worker *w, XLogRecPtr lsn)
  * claimed row goes out (see standby.c).
  */
 bool
-claims_replicated(Worker *w)
+sms_release_held_claims(Worker *w)
 {
 	if (XLogRecPtrIsInvalid(w->unreplicated_claim))
 		return true;
@@ -281,7 +281,7 @@ claims_replicated(Worker *w)
 	 * They are claimed afresh, so that a claim's time stays close to its
 	 * request's: a row left 'sending' is looked up by that time.
 	 */
-	abandon_ready(w);
+	sms_abandon_ready(w);
 	return true;
 }
 
@@ -290,21 +290,21 @@ claims_replicated(Worker *w)
  * returns how many were started.
  */
 int
-start_ready(Worker *w, TimestampTz now)
+sms_start_ready(Worker *w, TimestampTz now)
 {
 	int			n;
 	int			started = 0;
 
-	if (w->ready.n == 0 || !claims_replicated(w))
+	if (w->ready.n == 0 || !sms_release_held_claims(w))
 		return 0;
-	n = Min(free_slots(w), bucket_available(&w->send_bucket, w->rate, now));
+	n = Min(sms_free_slots(w), sms_bucket_available(&w->send_bucket, w->rate, now));
 	/* paused, only the one probing message goes, and alone */
 	if (w->mode == WORKER_PAUSED)
 		n = (sms_http_in_flight() == 0) ? Min(n, 1) : 0;
 	while (n-- > 0 && w->ready.n > 0)
 	{
-		start_job(w, queue_pop(&w->ready));
-		bucket_spend(&w->send_bucket, w->rate, 1);
+		sms_start_job(w, sms_queue_pop(&w->ready));
+		sms_bucket_spend(&w->send_bucket, w->rate, 1);
 		started++;
 	}
 	return started;
@@ -315,20 +315,20 @@ start_ready(Worker *w, TimestampTz now)
  * back (at a pause, when the standby lacks their claim, and at shutdown).
  */
 void
-abandon_ready(Worker *w)
+sms_abandon_ready(Worker *w)
 {
 	SmsJob	   *job;
 
-	while ((job = queue_pop(&w->ready)) != NULL)
+	while ((job = sms_queue_pop(&w->ready)) != NULL)
 	{
 		job->outcome = OUTCOME_ABANDONED;
-		push_done(w, job);
+		sms_push_done(w, job);
 	}
 }
 
 /*
  * Decide a finished job's outcome; returns what it tells about the queue
- * as a whole, or NULL news with *another_page when a lookup goes on.
+ * as a whole (NEWS_NONE, with *another_page, when a lookup goes on).
  */
 static JobNews
 finish_job(Worker *w, SmsJob *job, bool *another_page)
@@ -342,7 +342,7 @@ finish_job(Worker *w, SmsJob *job, bool *another_page)
 			job->outcome = OUTCOME_ABANDONED;	/* not a byte left */
 		else
 		{
-			w->sends_finished++;	/* for claim_target()'s rate */
+			w->sends_finished++;	/* for sms_claim_target()'s rate */
 			w->provider->finish_send(job);
 		}
 	}
@@ -372,11 +372,11 @@ note_news(Worker *w, JobNews news, const SmsJob *job)
 		case NEWS_NONE:
 			break;
 		case NEWS_ACCEPTED:
-			leave_pause(w, "a message was accepted");
+			sms_leave_pause(w, "a message was accepted");
 			break;
 		case NEWS_REFUSED_ALL:
 		case NEWS_UNREACHABLE:
-			enter_pause(w, job->pause_reason, news == NEWS_UNREACHABLE);
+			sms_enter_pause(w, job->pause_reason, news == NEWS_UNREACHABLE);
 			break;
 	}
 }
@@ -394,13 +394,13 @@ collect_finished(Worker *w)
 
 		if (another_page)
 		{
-			start_job(w, job);
+			sms_start_job(w, job);
 			continue;
 		}
 		if (job->kind == JOB_LOOKUP)
-			push_lookup_done(w, job);
+			sms_push_lookup_done(w, job);
 		else
-			push_done(w, job);
+			sms_push_done(w, job);
 		note_news(w, news, job);
 	}
 }
@@ -413,7 +413,7 @@ collect_finished(Worker *w)
  * bounded number of rounds so that the loop's other work is not starved.
  */
 void
-drive_requests(Worker *w)
+sms_drive_requests(Worker *w)
 {
 	bool		more = true;
 
@@ -422,7 +422,7 @@ drive_requests(Worker *w)
 		more = sms_http_perform(SOCKETS_PER_ROUND);
 		collect_finished(w);
 		/* requests just started leave on the next round's curl timer */
-		if (start_ready(w, GetCurrentTimestamp()) > 0)
+		if (sms_start_ready(w, GetCurrentTimestamp()) > 0)
 			more = true;
 	}
 }
@@ -435,7 +435,7 @@ drive_requests(Worker *w)
  * paused is logged too, but keeps the probes' schedule.
  */
 void
-enter_pause(Worker *w, const char *reason, bool network)
+sms_enter_pause(Worker *w, const char *reason, bool network)
 {
 	bool		was_paused = w->mode == WORKER_PAUSED;
 
@@ -453,7 +453,7 @@ enter_pause(Worker *w, const char *reason, bool network)
 		w->probe_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												  w->probe_interval_ms);
 	}
-	abandon_ready(w);
+	sms_abandon_ready(w);
 	ereport(LOG,
 			(errmsg("sms: sending paused: %s", reason),
 			 errdetail("A request failed for a reason that applies to every message, so no message is failed for it and no attempt is counted."),
@@ -462,25 +462,25 @@ enter_pause(Worker *w, const char *reason, bool network)
 					 PAUSE_PROBE_MS / 1000) :
 			 errhint("Fix the account or the settings \"sms.account_sid\", \"sms.auth_token\", \"sms.api_key_sid\", \"sms.api_key_secret\" and \"sms.api_url\", then reload the configuration; meanwhile the worker tries one message every %d seconds.",
 					 PAUSE_PROBE_MS / 1000)));
-	worker_set_mode(w, WORKER_PAUSED);
+	sms_worker_set_mode(w, WORKER_PAUSED);
 }
 
 /* Each probe of a pause comes later than the last, up to PAUSE_PROBE_MS. */
 void
-schedule_probe(Worker *w, TimestampTz now)
+sms_schedule_probe(Worker *w, TimestampTz now)
 {
 	w->probe_interval_ms = Min(w->probe_interval_ms * 2, PAUSE_PROBE_MS);
 	w->probe_at = TimestampTzPlusMilliseconds(now, w->probe_interval_ms);
 }
 
 void
-leave_pause(Worker *w, const char *why)
+sms_leave_pause(Worker *w, const char *why)
 {
 	if (w->mode != WORKER_PAUSED)
 		return;
 	w->more_pending = true;
 	ereport(LOG, (errmsg("sms: sending resumed: %s", why)));
-	worker_set_mode(w, WORKER_RUNNING);
+	sms_worker_set_mode(w, WORKER_RUNNING);
 }
 
 /*
@@ -489,7 +489,7 @@ leave_pause(Worker *w, const char *why)
  * lookup's rows not settled yet are looked up again.
  */
 void
-abort_in_flight(Worker *w)
+sms_abort_in_flight(Worker *w)
 {
 	SmsJob	   *job;
 
@@ -506,7 +506,7 @@ abort_in_flight(Worker *w)
 			}
 			else
 				job->outcome = OUTCOME_ABANDONED;
-			push_done(w, job);
+			sms_push_done(w, job);
 			continue;
 		}
 		w->lookups_in_flight--;
@@ -519,6 +519,6 @@ abort_in_flight(Worker *w)
 			row->outcome = OUTCOME_LOOKUP_AGAIN;
 			row->error_message = "the worker stopped while looking this message up";
 		}
-		push_lookup_done(w, job);
+		sms_push_lookup_done(w, job);
 	}
 }

@@ -26,8 +26,6 @@
 #include "outcome.h"
 #include "standby.h"
 
-/* with nothing known to be due, look anyway this often (prepared xacts) */
-#define IDLE_RECHECK_MS 60000
 /* write back at once when this many outcomes wait ... */
 #define WRITE_BACK_BATCH 512
 /* ... or when the oldest has waited this long */
@@ -72,14 +70,14 @@ plan_lookups(Worker *w, TimestampTz now, TurnPlan *plan)
 	if (sms_worker_slot != 0 || w->mode != WORKER_RUNNING ||
 		w->lookups_in_flight >= MAX_LOOKUPS_IN_FLIGHT || w->unknown_due == 0)
 		return;
-	allowed = bucket_available(&w->lookup_bucket, sms_reconcile_rate, now);
+	allowed = sms_bucket_available(&w->lookup_bucket, sms_reconcile_rate, now);
 	if (now >= w->unknown_due && allowed > 0)
 		plan->lookup_limit = Min(Min(MAX_LOOKUPS_IN_FLIGHT - w->lookups_in_flight,
-									 Max(free_slots(w), 1)), allowed);
+									 Max(sms_free_slots(w), 1)), allowed);
 	else
 		deadline_consider(&plan->later,
 						  Max(w->unknown_due,
-							  bucket_next_token_at(&w->lookup_bucket,
+							  sms_bucket_next_token_at(&w->lookup_bucket,
 												   sms_reconcile_rate, now)),
 						  "unknown rows fall due");
 }
@@ -89,7 +87,7 @@ plan_lookups(Worker *w, TimestampTz now, TurnPlan *plan)
  * lookups.  If nothing, plan->later says when there will be something.
  */
 void
-plan_turn(Worker *w, TimestampTz now, bool woken, TurnPlan *plan)
+sms_plan_turn(Worker *w, TimestampTz now, bool woken, TurnPlan *plan)
 {
 	memset(plan, 0, sizeof(TurnPlan));
 
@@ -126,7 +124,7 @@ plan_turn(Worker *w, TimestampTz now, bool woken, TurnPlan *plan)
 	{
 		if (woken || w->more_pending || now >= w->idle_check_at ||
 			(w->pending_due != 0 && now >= w->pending_due))
-			plan->send_limit = claim_target(w) - w->ready.n;
+			plan->send_limit = sms_claim_target(w) - w->ready.n;
 		else
 		{
 			deadline_consider(&plan->later, w->pending_due, "pending rows fall due");
@@ -222,11 +220,11 @@ write_back_done(Worker *w)
 }
 
 void
-free_done(Worker *w)
+sms_free_done(Worker *w)
 {
 	SmsJob	   *job;
 
-	while ((job = queue_pop(&w->done)) != NULL)
+	while ((job = sms_queue_pop(&w->done)) != NULL)
 		sms_job_free(job);
 	w->done_since = 0;
 }
@@ -296,10 +294,10 @@ lose_extension(Worker *w)
 {
 	SmsJob	   *job;
 
-	worker_set_mode(w, WORKER_NO_EXTENSION);
-	while ((job = queue_pop(&w->ready)) != NULL)
+	sms_worker_set_mode(w, WORKER_NO_EXTENSION);
+	while ((job = sms_queue_pop(&w->ready)) != NULL)
 		sms_job_free(job);
-	free_done(w);
+	sms_free_done(w);
 }
 
 /* Claim the next rows for sending, and lookups, into the turn's lists. */
@@ -311,7 +309,7 @@ claim(Worker *w, int send_limit, int lookup_limit, TimestampTz now)
 	if (send_limit > 0)
 	{
 		if (w->mode == WORKER_PAUSED)
-			schedule_probe(w, now);
+			sms_schedule_probe(w, now);
 		w->turn_sends = sms_outbox_claim(send_limit, sms_worker_slot, &n);
 		w->more_pending = (n == send_limit);
 	}
@@ -323,7 +321,7 @@ claim(Worker *w, int send_limit, int lookup_limit, TimestampTz now)
 			break;
 		job->next = w->turn_lookups;
 		w->turn_lookups = job;
-		bucket_spend(&w->lookup_bucket, sms_reconcile_rate, 1);
+		sms_bucket_spend(&w->lookup_bucket, sms_reconcile_rate, 1);
 	}
 }
 
@@ -352,14 +350,17 @@ hand_on_claims(Worker *w, XLogRecPtr lsn)
 	for (job = w->turn_sends; job; job = job->next)
 		job->claim_lsn = lsn;
 	if (w->turn_sends && !sms_claims_replicated(lsn))
-		hold_claims(w, lsn);
-	queue_merge_by_priority(&w->ready, w->turn_sends);
+		sms_hold_claims(w, lsn);
+	sms_queue_merge_by_priority(&w->ready, w->turn_sends);
 	w->turn_sends = NULL;
+	/* (each stays in the turn's list, freed if the turn fails, until started) */
 	while ((job = w->turn_lookups) != NULL)
 	{
-		w->turn_lookups = job->next;
+		SmsJob	   *next = job->next;
+
 		job->next = NULL;
-		start_job(w, job);
+		sms_start_job(w, job);
+		w->turn_lookups = next;
 	}
 }
 
@@ -376,7 +377,7 @@ database_turn_once(Worker *w, int send_limit, int lookup_limit)
 	WriteBackEffects fx;
 	XLogRecPtr	lsn;
 
-	w->idle_check_at = TimestampTzPlusMilliseconds(now, IDLE_RECHECK_MS);
+	w->idle_check_at = TimestampTzPlusMilliseconds(now, WORKER_IDLE_MS);
 	if (!sms_outbox_begin())
 	{
 		lose_extension(w);
@@ -387,9 +388,9 @@ database_turn_once(Worker *w, int send_limit, int lookup_limit)
 		/* found: take back what a stopped worker left, and claim at once */
 		w->recovery_pending = true;
 		w->more_pending = true;
-		worker_set_mode(w, w->missing ? WORKER_SETTINGS_MISSING : WORKER_RUNNING);
+		sms_worker_set_mode(w, w->missing ? WORKER_SETTINGS_MISSING : WORKER_RUNNING);
 		if (send_limit == 0 && w->mode == WORKER_RUNNING)
-			send_limit = claim_target(w);
+			send_limit = sms_claim_target(w);
 	}
 	/* (a sweep also finds rows restored with the triggers disabled) */
 	query_due = w->recheck_due || w->recovery_pending || lookup_limit > 0;
@@ -413,7 +414,7 @@ database_turn_once(Worker *w, int send_limit, int lookup_limit)
 	w->recovery_pending = false;
 	w->recheck_due = false;
 	tell_other_workers(fx);
-	free_done(w);
+	sms_free_done(w);
 	hand_on_claims(w, lsn);
 }
 
@@ -442,7 +443,7 @@ recover_from_error(MemoryContext cxt)
  * is acted on between turns, where every row can be left truthful.
  */
 void
-database_turn(Worker *w, int send_limit, int lookup_limit)
+sms_database_turn(Worker *w, int send_limit, int lookup_limit)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
@@ -470,7 +471,7 @@ database_turn(Worker *w, int send_limit, int lookup_limit)
  * is taken back at the next start.
  */
 void
-write_back_at_exit(Worker *w)
+sms_write_back_at_exit(Worker *w)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
@@ -492,7 +493,7 @@ write_back_at_exit(Worker *w)
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
-	free_done(w);
+	sms_free_done(w);
 }
 
 /*
@@ -500,7 +501,7 @@ write_back_at_exit(Worker *w)
  * the next one soon, so a backlog is worked off without stalling the loop.
  */
 void
-run_retention(Worker *w, TimestampTz now)
+sms_run_retention(Worker *w, TimestampTz now)
 {
 	volatile int n = 0;
 	MemoryContext cxt = CurrentMemoryContext;

@@ -160,7 +160,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size > 1024 * 1024)
 		return 0;
-	if (twilio_parse_reply((const char *) data, (int) size, &reply))
+	if (sms_twilio_parse_reply((const char *) data, (int) size, &reply))
 	{
 		n += touch_message(&reply.top) + touch(reply.next_page_uri);
 		for (int i = 0; i < reply.nmessages; i++)
