@@ -1,9 +1,10 @@
 --
 -- sms_send() inserts its row as an INSERT statement would: what users add
 -- to the outbox (triggers, columns with defaults, generated columns,
--- constraints, domains, row-level security) applies to it, and a change to
--- any of them applies at the next call.  (The worker of this instance has
--- no account configured, so it leaves the rows alone.)
+-- constraints, domains; row-level security as it binds the outbox's owner)
+-- applies to it, and a change to any of them applies at the next call.
+-- (The worker of this instance has no account configured, so it leaves the
+-- rows alone.)
 --
 TRUNCATE sms_outbox;
 CREATE TABLE public.audit (seq serial, what text, n bigint);
@@ -107,10 +108,85 @@ SELECT sms_send('+15558675310', '+15017122661', 'in a transition table') > 0 AS 
 SELECT what, n FROM public.audit ORDER BY seq;
 DROP TRIGGER a_new_rows ON sms_outbox;
 
--- row-level security on the outbox: its owner still inserts
+-- Row-level security.  sms_send() inserts as the outbox's owner, so a
+-- policy binds its rows as it would bind the owner's own INSERT, not the
+-- caller's: not at all while the owner is a superuser, as the role that
+-- created the extension is (a superuser bypasses every policy, FORCE or
+-- not); with FORCE ROW LEVEL SECURITY and an owner that is not one,
+-- through the policies for the owner, which know the caller only by
+-- created_by.  A role's own INSERT is bound by the policies for that role.
+CREATE ROLE sms_rls_app;
+GRANT EXECUTE ON FUNCTION sms_send(text, text, text, text[], timestamptz, int, text) TO sms_rls_app;
+GRANT INSERT, SELECT ON sms_outbox TO sms_rls_app;
+TRUNCATE sms_outbox;
+SELECT sms_send('+15558675399', '+15017122661', 'queued by a superuser') > 0 AS queued;
 ALTER TABLE sms_outbox ENABLE ROW LEVEL SECURITY;
-SELECT sms_send('+15558675310', '+15017122661', 'under rls') > 0 AS queued;
+-- the application may queue to +1555 numbers only, and sees its own rows
+CREATE POLICY app_writes ON sms_outbox FOR INSERT TO sms_rls_app
+	WITH CHECK (to_number LIKE '+1555%');
+CREATE POLICY app_reads ON sms_outbox FOR SELECT TO sms_rls_app
+	USING (created_by = current_user);
+\set VERBOSITY terse
+SET ROLE sms_rls_app;
+-- its own INSERT: queued or refused, as the policy says
+INSERT INTO sms_outbox (to_number, from_number, body)
+	VALUES ('+15558675310', '+15017122661', 'insert, allowed');
+INSERT INTO sms_outbox (to_number, from_number, body)
+	VALUES ('+4915112345678', '+15017122661', 'insert, refused');
+-- sms_send(): inserted as the superuser that owns the outbox, whom no
+-- policy binds, so the number the policy refuses is queued as well
+SELECT sms_send('+15558675310', '+15017122661', 'sms_send, allowed') > 0 AS queued;
+SELECT sms_send('+4915112345678', '+15017122661', 'sms_send, past the policy') > 0 AS queued;
+-- the role reads its own rows only
+SELECT body FROM sms_outbox ORDER BY id;
+RESET ROLE;
+-- FORCE ROW LEVEL SECURITY: a superuser owner still bypasses every policy
+ALTER TABLE sms_outbox FORCE ROW LEVEL SECURITY;
+SET ROLE sms_rls_app;
+SELECT sms_send('+4915112345678', '+15017122661', 'forced, owned by a superuser') > 0 AS queued;
+RESET ROLE;
+-- an owner that is not a superuser, with FORCE: the policies for
+-- sms_rls_app do not apply to sms_send()'s insert, and with none for the
+-- owner nothing is queued
+CREATE ROLE sms_rls_owner;
+ALTER TABLE sms_outbox OWNER TO sms_rls_owner;
+SET ROLE sms_rls_app;
+SELECT sms_send('+15558675310', '+15017122661', 'forced, no policy for the owner');
+RESET ROLE;
+-- a policy for the owner binds sms_send()'s rows, the caller known by
+-- created_by; sms_send()'s INSERT returns the id, so an INSERT policy
+-- alone is not enough: the owner must be allowed to read the row too
+CREATE POLICY owner_writes ON sms_outbox FOR INSERT TO sms_rls_owner
+	WITH CHECK (created_by <> 'sms_rls_app' OR to_number LIKE '+1555%');
+SET ROLE sms_rls_app;
+SELECT sms_send('+15558675310', '+15017122661', 'forced, no SELECT policy for the owner');
+RESET ROLE;
+CREATE POLICY owner_reads ON sms_outbox FOR SELECT TO sms_rls_owner USING (true);
+SET ROLE sms_rls_app;
+SELECT sms_send('+15558675310', '+15017122661', 'forced, allowed') > 0 AS queued;
+SELECT sms_send('+4915112345678', '+15017122661', 'forced, refused');
+SELECT sms_send('+4915112345678', '+15017122661', 'forced, refused', idempotency_key => 'rls-1');
+-- and its own INSERT is bound by its own policy still
+INSERT INTO sms_outbox (to_number, from_number, body)
+	VALUES ('+4915112345678', '+15017122661', 'forced insert, refused');
+RESET ROLE;
+\set VERBOSITY default
+-- without FORCE, the owner (a superuser or not) is bound by no policy
+ALTER TABLE sms_outbox NO FORCE ROW LEVEL SECURITY;
+SET ROLE sms_rls_app;
+SELECT sms_send('+4915112345678', '+15017122661', 'not forced, owned by a role') > 0 AS queued;
+RESET ROLE;
+SELECT body, to_number, created_by = 'sms_rls_app' AS by_app FROM sms_outbox ORDER BY id;
+ALTER TABLE sms_outbox OWNER TO CURRENT_USER;
+DROP POLICY app_writes ON sms_outbox;
+DROP POLICY app_reads ON sms_outbox;
+DROP POLICY owner_writes ON sms_outbox;
+DROP POLICY owner_reads ON sms_outbox;
 ALTER TABLE sms_outbox DISABLE ROW LEVEL SECURITY;
+REVOKE ALL ON sms_outbox FROM sms_rls_app;
+REVOKE ALL ON FUNCTION sms_send(text, text, text, text[], timestamptz, int, text) FROM sms_rls_app;
+DROP ROLE sms_rls_app;
+DROP ROLE sms_rls_owner;
 
 -- a read-only transaction queues nothing
 BEGIN READ ONLY;

@@ -12,8 +12,12 @@
 #   commit-to-wire latency (200 single commits, p50/p90/p99);
 #   enqueue cost (pgbench: sms_send against a plain INSERT);
 #   the worker's memory over 200,000 messages, the outbox's size after
-#   retention; a cold start over HTTPS; and, free of the machine's noise,
-#   the instructions one sms_send() transaction executes against one INSERT.
+#   retention; a cold start over HTTPS; how soon the events the tests wait
+#   for without timing them come (a pause reaching every worker, a row
+#   left unknown by the second worker, a transport pause's next try, DROP
+#   EXTENSION and DROP DATABASE while a drain runs); and, free of the
+#   machine's noise, the instructions one sms_send() transaction executes
+#   against one INSERT.
 set -euo pipefail
 
 root=${1:?usage: run.sh SCRATCH_DIR}
@@ -38,8 +42,10 @@ WORKERS=${BENCH_WORKERS:-2}
 
 emulator_pid=
 tls_pid=
+stopped_pid=
 cleanup()
 {
+	[ -n "$stopped_pid" ] && kill -CONT "$stopped_pid" 2>/dev/null || true
 	[ -n "$emulator_pid" ] && kill "$emulator_pid" 2>/dev/null || true
 	[ -n "$tls_pid" ] && kill "$tls_pid" 2>/dev/null || true
 	pg_ctl -D "$data" -m immediate stop >/dev/null 2>&1 || true
@@ -150,6 +156,30 @@ LUA
 }
 
 worker_pid() { sql "SELECT worker_pid FROM sms_stats"; }
+
+# reload the configuration and wait until every worker has applied it
+reload_conf()
+{
+	local before
+	before=$(sql "SELECT clock_timestamp()")
+	sql "SELECT pg_reload_conf()" >/dev/null
+	wait_for "SELECT coalesce(sms_settings_applied_at() > '$before', false)" || true
+}
+
+# wait_for QUERY: until it returns t, polling every 10 ms for up to 2 min
+wait_for()
+{
+	local _
+	for _ in $(seq 1 12000); do
+		[ "$(sql "$1")" = t ] && return 0
+		sleep 0.01
+	done
+	say "  (gave up waiting for: $1)"
+	return 1
+}
+
+# seconds since $1 (a date +%s.%N)
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}'; }
 worker_mem()
 {
 	local pid
@@ -375,6 +405,86 @@ for _ in $(seq 1 60); do
 done
 size_after=$(sql "SELECT pg_size_pretty(pg_table_size('sms_outbox')) || ' table, ' || pg_size_pretty(pg_indexes_size('sms_outbox')) || ' indexes, ' || count(*) || ' rows' FROM sms_outbox")
 say "  outbox after sms.retention = 1s and autovacuum: $size_after"
+
+# ---------------------------------------------------------------- how soon
+# The tests assert that these happen, not how soon: a timing fails on a
+# slow machine without any fault.  Each is prompt because a worker is
+# woken (by another's hand-back, by the note that a row became unknown) or
+# tries again soon (a transport pause), where it would otherwise find the
+# work at its idle check (60 s) or a refusal's next probe (30 s); and a
+# DROP while a drain runs must not wait for the drain.  Each runs once.
+say ""
+say "== how soon: events the tests wait for without timing them (once each; the targets are the bounds the tests used to assert)"
+sql "ALTER SYSTEM RESET sms.retention"
+sql "ALTER SYSTEM SET sms.reconcile_grace = '300ms'"
+reload_conf
+emulator_post() { curl -s -X POST "$emulator_url/_emulator/$1" "${@:2}" >/dev/null; }
+# lines of the server log since byte $1 that match $2
+log_count() { tail -c +"$(($1 + 1))" "$root/server.log" | grep -c "$2" || true; }
+
+reset_outbox
+emulator_post config -d auth_token=revoked
+off=$(stat -c %s "$root/server.log")
+t0=$(date +%s.%N)
+sql "SELECT count(sms_send('+1555' || lpad(i::text, 7, '0'), '+15017122661', 'refused ' || i)) FROM generate_series(1, 40) i" >/dev/null
+for _ in $(seq 1 12000); do
+	[ "$(log_count "$off" 'sms: sending paused: authentication failed')" -ge "$WORKERS" ] && break
+	sleep 0.01
+done
+say "  a token the provider refuses, 40 messages queued: all $WORKERS workers paused $(since "$t0") s after the commit   target: < 15 s"
+emulator_post config -d auth_token=emulator-token
+reload_conf
+wait_for "SELECT count(*) = 40 FROM sms_outbox WHERE state = 'sent'" || true
+
+if [ "$WORKERS" -ge 2 ]; then
+	# the first worker stopped until the second has claimed the message
+	reset_outbox
+	emulator_post faults -d action=500_after -d to=+15558679900 -d count=1
+	stopped_pid=$(worker_pid)
+	kill -STOP "$stopped_pid"
+	t0=$(date +%s.%N)
+	id=$(sql "SELECT sms_send('+15558679900', '+15017122661', 'ambiguous')")
+	wait_for "SELECT claimed_by IS NOT NULL FROM sms_outbox WHERE id = $id" || true
+	kill -CONT "$stopped_pid"; stopped_pid=
+	wait_for "SELECT state = 'sent' FROM sms_outbox WHERE id = $id" || true
+	say "  a row the second worker left unknown (500 after creating), reconciled by the first: sent $(since "$t0") s after it was queued (claimed by worker $(sql "SELECT claimed_by FROM sms_outbox WHERE id = $id"); sms.reconcile_grace 300ms)   target: < 20 s"
+fi
+
+sql "TRUNCATE sms_outbox"
+sql "ALTER SYSTEM SET sms.api_url = 'http://127.0.0.1:9'"
+reload_conf
+id=$(sql "SELECT sms_send('+15558670001', '+15017122661', 'nobody listens')")
+wait_for "SELECT last_attempt_at IS NOT NULL FROM sms_outbox WHERE id = $id" || true
+tried=$(sql "SELECT last_attempt_at FROM sms_outbox WHERE id = $id")
+wait_for "SELECT last_attempt_at > '$tried' FROM sms_outbox WHERE id = $id" || true
+say "  nobody listening at sms.api_url (a transport pause): the next try $(sql "SELECT round(extract(epoch FROM last_attempt_at - '$tried')::numeric, 2) FROM sms_outbox WHERE id = $id") s after the first (sms.retry_base $(sql 'SHOW sms.retry_base'); a refusal's pause tries every 30 s)   target: < 20 s"
+use_server "$emulator_url"
+reload_conf
+
+# 20 ms replies, so that 5,000 messages take a few seconds to drain
+reset_outbox
+emulator_post config -d delay_ms=20
+queue_5000() { sql "SELECT count(sms_send('+1555' || lpad(i::text, 7, '0'), '+15017122661', 'drop ' || i)) FROM generate_series(1, 5000) i" >/dev/null; }
+queue_5000
+wait_for "SELECT count(*) >= 500 FROM sms_outbox WHERE state = 'sent'" || true
+t0=$(date +%s.%N)
+sql "DROP EXTENSION sms"
+drop_extension=$(since "$t0")
+sql "CREATE EXTENSION sms"
+sql "CREATE DATABASE app"
+sql "ALTER SYSTEM SET sms.database = 'app'"
+pg_ctl -D "$data" -m fast -w restart >/dev/null
+PGDATABASE=app sql "CREATE EXTENSION sms"
+PGDATABASE=app queue_5000
+PGDATABASE=app wait_for "SELECT count(*) >= 500 FROM sms_outbox WHERE state = 'sent'" || true
+t0=$(date +%s.%N)
+sql "DROP DATABASE app WITH (FORCE)"
+say "  while 5,000 messages drain (20 ms replies): DROP EXTENSION sms returned in $drop_extension s, DROP DATABASE WITH (FORCE) of sms.database in $(since "$t0") s   target: < 10 s"
+emulator_post config -d delay_ms=0
+sql "ALTER SYSTEM RESET sms.database"
+sql "ALTER SYSTEM RESET sms.reconcile_grace"
+pg_ctl -D "$data" -m fast -w restart >/dev/null
+sleep 1
 
 # ---------------------------------------------------------------- one worker
 if [ "$WORKERS" != 1 ]; then

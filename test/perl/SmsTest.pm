@@ -20,7 +20,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(start_emulator sms_node wait_for_rows queue_messages exactly_once make_cert
-  reload_and_wait);
+  reload_and_wait wait_until);
 
 our $ACCOUNT_SID = 'ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
 our $AUTH_TOKEN = 'emulator-token';
@@ -117,6 +117,24 @@ sub wait_for_rows
 	my ($node, $sql, $expected, $what) = @_;
 	my $ok = $node->poll_query_until('postgres', $sql, $expected);
 	ok($ok, $what // "waited for: $sql = $expected");
+	return $ok;
+}
+
+# Wait until $cond (a sub) returns true, polling every 0.1 s for up to
+# PostgreSQL::Test::Utils::timeout_default seconds: for events seen outside
+# the server (the emulator's request log, a process gone).  A pass or a
+# failure either way, never a silent timeout.
+sub wait_until
+{
+	my ($cond, $what) = @_;
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	my $ok;
+	until ($ok = $cond->())
+	{
+		last if time() > $deadline;
+		usleep(100_000);
+	}
+	ok($ok, $what);
 	return $ok;
 }
 

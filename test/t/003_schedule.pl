@@ -7,7 +7,6 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
 use SmsTest;
 
 my $emu = start_emulator();
@@ -30,7 +29,7 @@ is($node->safe_psql('postgres', "SELECT sent_at >= send_at FROM sms_outbox WHERE
 # --- priority: higher first (one request at a time makes the order visible)
 $emu->reset;
 $node->append_conf('postgresql.conf', "sms.max_concurrency = 1\n");
-$node->reload;
+reload_and_wait($node);
 $node->safe_psql('postgres', q{
 BEGIN;
 SELECT sms_send('+15558670410', '+15017122661', 'priority ' || p, priority => p)
@@ -59,8 +58,7 @@ is($node->safe_psql('postgres', "SELECT sms_cancel($other)"), 'f', 'sms_cancel o
 # --- sms.rate_limit: 5 per second
 $emu->reset;
 $node->append_conf('postgresql.conf', "sms.max_concurrency = 8\nsms.rate_limit = 5\n");
-$node->reload;
-usleep(300_000);
+reload_and_wait($node);
 $node->safe_psql('postgres', q{
 SELECT sms_send('+15558670430', '+15017122661', 'rate ' || i) FROM generate_series(1, 10) i;
 });

@@ -35,7 +35,7 @@ like($node->safe_psql('postgres', "SELECT error_message FROM sms_outbox WHERE id
 is(scalar(@{ $emu->messages }), 0, 'nothing reached the emulator');
 
 $node->append_conf('postgresql.conf', "sms.ca_file = '$crt'\n");
-$node->reload;
+reload_and_wait($node);
 wait_for_rows($node, "SELECT state FROM sms_outbox WHERE id = $id", 'sent',
 	'with sms.ca_file naming the certificate: sent');
 like($node->safe_psql('postgres', "SELECT sid FROM sms_outbox WHERE id = $id"),

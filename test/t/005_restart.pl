@@ -57,12 +57,22 @@ $per = $emu->created_per_body;
 is(scalar(grep { /^term / } keys %$per), 200, 'every message created');
 is(scalar(grep { $per->{$_} > 1 } keys %$per), 0, 'none created twice');
 
-# a changed secret is never written to the log
+# a changed secret is never written to the log: not when the postmaster
+# reloads it, nor when the worker applies it and sends with it (the
+# emulator, told the new token first, accepts no other from now on)
 $log_offset = -s $node->logfile;
+$emu->reset;
+$emu->config(auth_token => 'a-new-secret-value');
 $node->append_conf('postgresql.conf', "sms.auth_token = 'a-new-secret-value'\n");
-$node->reload;
+reload_and_wait($node);
 $node->wait_for_log(qr/parameter "sms.auth_token" changed/, $log_offset);
 pass('the change itself is logged');
+my $id = $node->safe_psql('postgres',
+	q{SELECT sms_send('+15558670603', '+15017122661', 'with the new token')});
+wait_for_rows($node, "SELECT state FROM sms_outbox WHERE id = $id", 'sent',
+	'the worker sends with the reloaded token');
+is_deeply([ map { $_->{status} } @{ $emu->requests } ], [201],
+	'the emulator, which knows only the new token, accepted the one request');
 ok(!$node->log_contains(qr/a-new-secret-value/), 'a reloaded token is not logged');
 
 # a non-superuser cannot see the token

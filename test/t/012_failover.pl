@@ -27,7 +27,7 @@ $standby->start;
 $primary->wait_for_catchup($standby);
 # synchronous from now on: the standby is there to acknowledge
 $primary->append_conf('postgresql.conf', "synchronous_standby_names = '*'\n");
-$primary->reload;
+reload_and_wait($primary);
 $primary->poll_query_until('postgres',
 	q{SELECT sync_state = 'sync' FROM pg_stat_replication})
   or die 'standby not synchronous';

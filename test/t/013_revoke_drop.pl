@@ -10,7 +10,6 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time);
 use SmsTest;
 
 my $emu = start_emulator(args => [ '--delay-ms', '10' ]);
@@ -29,7 +28,7 @@ wait_for_rows($node, q{SELECT worker FROM sms_stats},
 is($node->safe_psql('postgres', q{SELECT count(*) FROM sms_outbox WHERE state = 'failed'}), 0,
 	'revoked token: nothing failed');
 $node->append_conf('postgresql.conf', "sms.auth_token = 'rotated-token'\n");
-$node->reload;
+reload_and_wait($node);
 wait_for_rows($node,
 	q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'rv %' AND state = 'sent'},
 	5000, 'token fixed and reloaded: all 5,000 sent');
@@ -42,16 +41,19 @@ $emu->reset;
 queue_messages($node, 'dx', 3000, batch => 1000);
 $node->poll_query_until('postgres', q{SELECT count(*) >= 300 FROM sms_outbox WHERE state = 'sent'})
   or die 'drain stalled';
-my $t0 = time();
-$node->safe_psql('postgres', 'DROP EXTENSION sms');
-note sprintf('DROP EXTENSION while busy returned in %.2f s', time() - $t0);
-wait_for_rows($node, q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sms worker'},
-	1, 'the worker is still running');
+# (how long it takes is a figure of make bench; a hang fails here)
+my $worker = $node->safe_psql('postgres', 'SELECT worker_pid FROM sms_stats');
+$node->safe_psql('postgres', 'DROP EXTENSION sms',
+	timeout => $PostgreSQL::Test::Utils::timeout_default);
+pass('DROP EXTENSION while busy returns');
 $node->safe_psql('postgres', 'CREATE EXTENSION sms');
 my $id = $node->safe_psql('postgres',
 	q{SELECT sms_send('+15558679999', '+15017122661', 'after drop and create')});
 wait_for_rows($node, "SELECT state FROM sms_outbox WHERE id = $id", 'sent',
 	'after DROP and CREATE EXTENSION the worker sends again');
+is($node->safe_psql('postgres',
+		q{SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type = 'sms worker'}),
+	$worker, 'the worker that sent it is the one that ran through DROP EXTENSION');
 ok(!$node->log_contains(qr/(PANIC|terminated by signal)/), 'no crash');
 
 # --- DROP DATABASE of sms.database while busy (WITH FORCE, the worker is connected)
@@ -72,9 +74,9 @@ $db->safe_psql('app', 'CREATE EXTENSION sms');
 queue_messages($db, 'dd', 3000, batch => 1000, db => 'app');
 $db->poll_query_until('app', q{SELECT count(*) >= 300 FROM sms_outbox WHERE state = 'sent'})
   or die 'drain stalled';
-$t0 = time();
-$db->safe_psql('postgres', 'DROP DATABASE app WITH (FORCE)');
-cmp_ok(time() - $t0, '<', 10, sprintf('DROP DATABASE WITH (FORCE) while busy returns (%.2f s)', time() - $t0));
+$db->safe_psql('postgres', 'DROP DATABASE app WITH (FORCE)',
+	timeout => $PostgreSQL::Test::Utils::timeout_default);
+pass('DROP DATABASE WITH (FORCE) while busy returns');
 is($db->safe_psql('postgres', 'SELECT 1'), 1, 'the server is up');
 $db->safe_psql('postgres', 'CREATE DATABASE app');
 $db->safe_psql('app', 'CREATE EXTENSION sms');

@@ -19,18 +19,20 @@ my $node = sms_node('locks', $emu,
 	conf => "sms.max_concurrency = 4\nsms.max_attempts = 1\n");
 my $pid = $node->safe_psql('postgres', 'SELECT worker_pid FROM sms_stats');
 
-# --- a row lock held for three seconds
+# --- a row lock held until a turn has given up on it
 queue_messages($node, 'l', 40);
 $node->poll_query_until('postgres',
 	q{SELECT count(*) > 0 FROM sms_outbox WHERE state = 'sending' AND body LIKE 'l %'})
   or die 'nothing was claimed';
+my $offset = -s $node->logfile;
 my $app = $node->background_psql('postgres');
 my $locked = $app->query_safe(q{
 BEGIN;
 SELECT id FROM sms_outbox WHERE state = 'sending' AND body LIKE 'l %' ORDER BY id LIMIT 1 FOR UPDATE;
 });
 note "the application locked row $locked";
-$app->query_safe('SELECT pg_sleep(3)');
+ok(eval { $node->wait_for_log(qr/canceling statement due to lock timeout/, $offset); 1 },
+	'row lock: the turn gave up after lock_timeout, as the log says');
 $app->query_safe('COMMIT');
 $app->quit;
 
@@ -41,20 +43,19 @@ is($node->safe_psql('postgres', 'SELECT worker_pid FROM sms_stats'), $pid,
 	'row lock: the worker carried on (same process)');
 my $lookups = grep { $_->{method} eq 'GET' } @{ $emu->requests };
 is($lookups, 0, 'row lock: no row was taken for one in doubt (no lookups)');
-ok($node->log_contains(qr/canceling statement due to lock timeout/),
-	'row lock: the turn gave up after lock_timeout, as the log says');
 
 # --- pg_cancel_backend() of the worker between turns
 $emu->reset;
 is($node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)"), 't',
 	'the worker was sent a cancel');
-sleep 1;
-is($node->safe_psql('postgres', 'SELECT worker_pid FROM sms_stats'), $pid,
-	'cancel: the worker carried on (same process)');
+# the messages' commit wakes the worker after the cancel arrived: once they
+# are sent, the worker has been through it
 queue_messages($node, 'c', 5);
 wait_for_rows($node, q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'c %' AND state = 'sent'},
 	5, 'cancel: messages queued afterwards are sent');
 exactly_once($emu, 'c', 5);
+is($node->safe_psql('postgres', 'SELECT worker_pid FROM sms_stats'), $pid,
+	'cancel: the worker that sent them carried on through the cancel (same process)');
 
 # --- the last attempt fails (a 429) while the application holds the row:
 # the write-back that makes it 'failed' times out, and is retried
@@ -101,14 +102,12 @@ CREATE CONSTRAINT TRIGGER refuse_claim AFTER UPDATE ON sms_outbox
 	DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
 	WHEN (NEW.state = 'sending') EXECUTE FUNCTION refuse_claim();
 });
-my $offset = -s $node->logfile;
+$offset = -s $node->logfile;
 queue_messages($node, 'd', 50);
 # fifteen turns claim and fail (the worker's search_path is pg_catalog:
 # the function names its table with the schema)
-my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
-sleep 0.2
-  while (() = slurp_file($node->logfile, $offset) =~ /claims refused for the test/g) < 15
-  && time < $deadline;
+wait_until(sub { (() = slurp_file($node->logfile, $offset) =~ /claims refused for the test/g) >= 15 },
+	'failed turns: fifteen turns claimed and failed');
 my $log_from = -s $node->logfile;
 $node->safe_psql('postgres', "SELECT pg_log_backend_memory_contexts($pid)");
 $node->wait_for_log(qr/logging memory contexts of PID $pid/, $log_from);

@@ -190,6 +190,9 @@ $node->poll_query_until('postgres', 'SHOW log_min_duration_statement', '0')
 all_spellings('log_statement = all:');
 $node->safe_psql('postgres',
 	q{INSERT INTO app_sessions VALUES (1, 'control-17-2'); SELECT auth_token FROM app_sessions WHERE auth_token = 'control-17-3'});
+# the worker, too, has applied every reload above, and with it each value
+# ALTER SYSTEM gave, before the log is searched
+reload_and_wait($node);
 wait_for_marker('marker-17-all');
 
 # --- no value anywhere in the log

@@ -19,7 +19,6 @@ use File::Copy;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time);
 use SmsTest;
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
@@ -109,7 +108,7 @@ my $other = start_emulator();
 my $offset = -s $node->logfile;
 $node->append_conf('postgresql.conf',
 	"sms.api_url = 'http://127.0.0.1:$port\@localhost:$other->{port}/'\n");
-$node->reload;
+reload_and_wait($node);
 ok(eval { $node->wait_for_log(qr/invalid value for parameter "sms\.api_url"/, $offset); 1 },
 	'bad URL reloaded: the server log says it is invalid');
 ok($node->log_contains(qr/configuration file .* contains errors; unaffected changes were applied/, $offset),
@@ -168,15 +167,13 @@ sub mistake
 		"$name: the rows say the request never left");
 
 	# the worker tries one message now and then, soon at first (from
-	# sms.retry_base, doubling): a failed try keeps the pause
+	# sms.retry_base, doubling; how soon is a figure of make bench): a failed
+	# try keeps the pause
 	my $tried = $node->safe_psql('postgres',
 		qq{SELECT max(last_attempt_at) FROM sms_outbox WHERE body LIKE '$name %'});
-	my $t0 = time();
 	wait_for_rows($node,
 		qq{SELECT count(*) FROM sms_outbox WHERE body LIKE '$name %' AND last_attempt_at > '$tried' AND state = 'pending' AND attempts = 0},
 		1, "$name: a later try fails alike and gives its attempt back");
-	cmp_ok(time() - $t0, '<', 20,
-		"$name: the next try came well within the 30 s between tries of a long pause");
 	is($node->safe_psql('postgres', "SELECT $condition FROM sms_stats"), "paused: $reason",
 		"$name: still paused after the try");
 	is(scalar(@{ $to->creates }), 0, "$name: nothing was created");
@@ -184,7 +181,7 @@ sub mistake
 	$offset = -s $node->logfile;
 	$m{fix_files}->() if $m{fix_files};
 	$node->append_conf('postgresql.conf', $m{fix});
-	$node->reload;
+	reload_and_wait($node);
 	wait_for_rows($node,
 		qq{SELECT count(*) FROM sms_outbox WHERE body LIKE '$name %' AND state = 'sent'},
 		$n, "$name: fixed and reloaded, all sent");

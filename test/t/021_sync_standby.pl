@@ -36,7 +36,7 @@ $standby->append_conf('postgresql.conf', "wal_receiver_timeout = 0\n");
 $standby->start;
 $primary->wait_for_catchup($standby);
 $primary->append_conf('postgresql.conf', "synchronous_standby_names = '*'\n");
-$primary->reload;
+reload_and_wait($primary);
 $primary->poll_query_until('postgres',
 	q{SELECT sync_state = 'sync' FROM pg_stat_replication})
   or die 'standby not synchronous';
@@ -117,7 +117,7 @@ exactly_once($emu, 'stall', 32);
 
 # a standby that never answers: every commit that asks for one waits
 $new->append_conf('postgresql.conf', "synchronous_standby_names = 'nosuch'\n");
-$new->reload;
+reload_and_wait($new);
 queue_due_later($new, 'cancel', 20, 1, 'local');
 wait_for_sync_rep_wait($new, 'the claim waits for a standby that never answers');
 my $log_offset = -s $new->logfile;
@@ -133,7 +133,7 @@ is(creates_like('cancel'), 0, 'nothing claimed by the canceled commit was sent')
 # the operator gives up on the standby: the held claim goes out
 $log_offset = -s $new->logfile;
 $new->append_conf('postgresql.conf', "synchronous_standby_names = ''\n");
-$new->reload;
+reload_and_wait($new);
 $new->wait_for_log(qr/held messages go back to pending: a synchronous standby has their claim, or synchronous replication is off/,
 	$log_offset);
 wait_for_rows($new, q{SELECT count(*) FROM sms_outbox WHERE body LIKE 'cancel %' AND state = 'sent'},
@@ -143,7 +143,7 @@ exactly_once($emu, 'cancel', 20);
 # --- 3. terminate and stop while the claim waits --------------------------
 
 $new->append_conf('postgresql.conf', "synchronous_standby_names = 'nosuch'\n");
-$new->reload;
+reload_and_wait($new);
 queue_due_later($new, 'stop', 20, 1, 'local');
 wait_for_sync_rep_wait($new, 'the claim waits again');
 my $pid = worker_pid($new);

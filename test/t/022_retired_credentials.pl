@@ -66,9 +66,8 @@ sub send_slow
 	$emu->fault(action => 'delay', to => $to, delay_ms => $delay_ms, count => 1);
 	$node->safe_psql('postgres',
 		"SELECT sms_send('$to', '+15017122661', 'slow $to', priority => 10)");
-	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
-	sleep 0.1 while !(grep { ($_->{form}{To} // '') eq $to } @{ $emu->requests })
-	  && time < $deadline;
+	wait_until(sub { grep { ($_->{form}{To} // '') eq $to } @{ $emu->requests } },
+		"the slow request to $to reached the emulator");
 }
 sub requests_by
 {
@@ -87,15 +86,16 @@ ok(worker_memory_holds($pid, $old_header),
 # the auth token from now on, while the drain goes on
 $node->safe_psql('postgres', q{ALTER SYSTEM SET sms.api_key_sid = ''});
 $node->safe_psql('postgres', q{ALTER SYSTEM SET sms.api_key_secret = ''});
-$node->reload;
-my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
-sleep 0.1 while requests_by($SmsTest::ACCOUNT_SID) == 0 && time < $deadline;
+reload_and_wait($node);
+wait_until(sub { requests_by($SmsTest::ACCOUNT_SID) > 0 },
+	'requests are made with the auth token');
 send_slow('+15559990002', 20000);
 wait_for_rows($node, q{SELECT state FROM sms_outbox WHERE to_number = '+15559990001'}, 'sent',
 	'the slow request made with the API key is answered');
 # more requests set up after that
 my $after = requests_by($SmsTest::ACCOUNT_SID);
-sleep 0.1 while requests_by($SmsTest::ACCOUNT_SID) < $after + 100 && time < $deadline;
+wait_until(sub { requests_by($SmsTest::ACCOUNT_SID) >= $after + 100 },
+	'a hundred more requests made with the auth token');
 
 is($node->safe_psql('postgres', q{SELECT state FROM sms_outbox WHERE to_number = '+15559990002'}),
 	'sending', 'a request made with the auth token is still in flight');
