@@ -305,7 +305,7 @@ perl -MJSON::PP -e '
 say ""
 say "== cold start over HTTPS: 5,000 messages queued while the worker has no connection open"
 use_server "$tls_url" "$root/emu.crt"
-pg_ctl -D "$data" -m fast -w restart >/dev/null
+pg_ctl -D "$data" -l "$root/server.log" -m fast -w restart >/dev/null
 sleep 1
 reset_outbox
 secs=$("$bench/benchclient" drain "$conninfo" 5000 cold)
@@ -473,7 +473,7 @@ drop_extension=$(since "$t0")
 sql "CREATE EXTENSION sms"
 sql "CREATE DATABASE app"
 sql "ALTER SYSTEM SET sms.database = 'app'"
-pg_ctl -D "$data" -m fast -w restart >/dev/null
+pg_ctl -D "$data" -l "$root/server.log" -m fast -w restart >/dev/null
 PGDATABASE=app sql "CREATE EXTENSION sms"
 PGDATABASE=app queue_5000
 PGDATABASE=app wait_for "SELECT count(*) >= 500 FROM sms_outbox WHERE state = 'sent'" || true
@@ -483,7 +483,7 @@ say "  while 5,000 messages drain (20 ms replies): DROP EXTENSION sms returned i
 emulator_post config -d delay_ms=0
 sql "ALTER SYSTEM RESET sms.database"
 sql "ALTER SYSTEM RESET sms.reconcile_grace"
-pg_ctl -D "$data" -m fast -w restart >/dev/null
+pg_ctl -D "$data" -l "$root/server.log" -m fast -w restart >/dev/null
 sleep 1
 
 # ---------------------------------------------------------------- one worker
@@ -492,7 +492,7 @@ if [ "$WORKERS" != 1 ]; then
 	say "== drain over HTTP with sms.workers = 1 (the default), for comparison: $N_DRAIN messages"
 	sql "ALTER SYSTEM RESET sms.retention"
 	sed -i 's/^sms.workers = .*/sms.workers = 1/' "$data/postgresql.conf"
-	pg_ctl -D "$data" -m fast -w restart >/dev/null
+	pg_ctl -D "$data" -l "$root/server.log" -m fast -w restart >/dev/null
 	sleep 1
 	drain_runs "$N_DRAIN" one
 	say "  one worker / $WORKERS workers: $(awk -v a="$drain_rate" -v b="$http_rate" 'BEGIN {printf "%.2f", a / b}')"
