@@ -22,16 +22,49 @@
  */
 #include "identity.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/dependency.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_namespace.h"
 #include "commands/extension.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
 static SmsOutbox current;		/* relid InvalidOid: none found yet */
+
+/*
+ * The schema an extension was created in (PostgreSQL 15 keeps its own
+ * get_extension_schema() private).
+ */
+static Oid
+extension_schema(Oid extoid)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	Oid			nspid = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		nspid = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (!OidIsValid(nspid))
+		elog(ERROR, "could not find the schema of extension %u", extoid);
+	return nspid;
+}
 
 /*
  * Is the outbox found last time still where its name leads, and who owns
@@ -87,7 +120,7 @@ sms_outbox(bool missing_ok)
 	extoid = get_extension_oid("sms", missing_ok);
 	if (!OidIsValid(extoid))
 		return NULL;
-	nspid = sms_extension_schema(extoid);
+	nspid = extension_schema(extoid);
 	relid = get_relname_relid("sms_outbox", nspid);
 	/* (a table of that name that is not the extension's is not the outbox) */
 	if (!OidIsValid(relid) ||

@@ -51,7 +51,6 @@ typedef enum SmsProviderId
 
 #include "shared.h"
 
-extern Oid	sms_extension_schema(Oid extoid);
 
 /* who called, while sms_send() or sms_cancel() acts as the outbox's owner */
 typedef struct SmsCaller
