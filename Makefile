@@ -11,6 +11,8 @@ OBJS = \
 	src/url.o \
 	src/enqueue.o \
 	src/cancel.o \
+	src/callback.o \
+	src/status.o \
 	src/identity.o \
 	src/insert.o \
 	src/validate.o \
