@@ -149,8 +149,13 @@ prepare_claim_plans(const char *s)
 }
 
 static void
-prepare_write_back_plan(const char *s)
+prepare_write_back_plan(const char *s, bool delivery_columns)
 {
+	/* version 1.1: when the provider's status last changed */
+	const char *status_changed =
+		" status_changed_at = CASE WHEN r.status IS NOT NULL AND (o.status IS NULL"
+		" OR r.status OPERATOR(pg_catalog.<>) o.status)"
+		" THEN " NOW " ELSE o.status_changed_at END,";
 	Oid			wb_args[13] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
@@ -168,6 +173,7 @@ prepare_write_back_plan(const char *s)
 									   " attempts = r.new_attempts,"
 									   " sid = coalesce(r.sid, o.sid),"
 									   " status = coalesce(r.status, o.status),"
+									   "%s"
 									   " error_code = r.error_code,"
 									   " error_message = r.error_message,"
 									   " num_segments = coalesce(r.num_segments, o.num_segments),"
@@ -187,7 +193,8 @@ prepare_write_back_plan(const char *s)
 									   " num_segments, price, price_unit, next_attempt_at)"
 									   " WHERE o.id " EQ " r.id"
 									   " AND o.state " EQ " r.expected_state::%s.sms_state"
-									   " AND o.attempts " EQ " r.expected_attempts", s, s, s),
+									   " AND o.attempts " EQ " r.expected_attempts", s, s,
+									   delivery_columns ? status_changed : "", s),
 								   13, wb_args, CURSOR_OPT_GENERIC_PLAN);
 }
 
@@ -283,7 +290,7 @@ prepare_plans(const SmsOutbox *outbox)
 	recover_plan = next_due_plan = purge_plan = NULL;
 	plans_generation = 0;
 	prepare_claim_plans(s);
-	prepare_write_back_plan(s);
+	prepare_write_back_plan(s, outbox->delivery_columns);
 	prepare_recover_plan(s);
 	prepare_due_and_purge_plans(s);
 	plans_extension_oid = outbox->extoid;

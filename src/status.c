@@ -47,7 +47,7 @@ static const StatusRank ranks[] = {
 int
 sms_status_rank(const char *status)
 {
-	for (int i = 0; i < lengthof(ranks); i++)
+	for (int i = 0; i < (int) lengthof(ranks); i++)
 		if (strcmp(ranks[i].status, status) == 0)
 			return ranks[i].rank;
 	return 0;
@@ -57,7 +57,7 @@ sms_status_rank(const char *status)
 bool
 sms_status_is_final(const char *status)
 {
-	for (int i = 0; i < lengthof(ranks); i++)
+	for (int i = 0; i < (int) lengthof(ranks); i++)
 		if (strcmp(ranks[i].status, status) == 0)
 			return ranks[i].final;
 	return false;

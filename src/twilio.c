@@ -127,6 +127,12 @@ twilio_prepare_send(SmsJob *job)
 	/* repeated, as Twilio and its SDKs send it */
 	for (i = 0; i < job->nmedia; i++)
 		append_param(&form, easy, "MediaUrl", job->media_urls[i]);
+	/* the outbox id in the URL finds the row of each callback (callback.c) */
+	if (sms_status_callback_url && sms_status_callback_url[0] != '\0')
+		append_param(&form, easy, "StatusCallback",
+					 psprintf("%s%csms_id=" INT64_FORMAT, sms_status_callback_url,
+							  strchr(sms_status_callback_url, '?') ? '&' : '?',
+							  job->id));
 
 	job->post_fields = form.data;
 	job->url = (char *) messages_url();
