@@ -18,10 +18,17 @@ REVOKE ALL ON FUNCTION sms_settings_applied_at() FROM PUBLIC;
 -- reply (see README, "Delivery status").
 ALTER TABLE sms_outbox
 	ADD COLUMN status_changed_at timestamptz,
-	ADD COLUMN delivered_at timestamptz;
+	ADD COLUMN delivered_at timestamptz,
+	ADD COLUMN status_poll_at timestamptz;
+
+-- the worker's next look at a sent message's delivery status; NULL once
+-- the status is final, or after 72 hours
+CREATE INDEX sms_outbox_status_poll_idx ON sms_outbox (status_poll_at)
+	WHERE status_poll_at IS NOT NULL;
 
 COMMENT ON COLUMN sms_outbox.status_changed_at IS 'when the provider''s status last changed';
 COMMENT ON COLUMN sms_outbox.delivered_at IS 'when the provider reported the message delivered';
+COMMENT ON COLUMN sms_outbox.status_poll_at IS 'when the worker next asks the provider for the delivery status; NULL once it is final';
 
 CREATE FUNCTION sms_status_callback(url text, form_body text, signature text)
 	RETURNS boolean

@@ -119,9 +119,9 @@ lock_row(const char *table, int64 id, char **status, char **sid)
 static void
 update_row(const char *table, const SmsDeliveryNews *news)
 {
-	Oid			argtypes[4] = {INT8OID, TEXTOID, INT4OID, TEXTOID};
-	Datum		args[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			argtypes[5] = {INT8OID, TEXTOID, INT4OID, TEXTOID, BOOLOID};
+	Datum		args[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	const char *message = news->error_message ? news->error_message :
 		sms_delivery_error_text(news->error_code);
 
@@ -134,6 +134,8 @@ update_row(const char *table, const SmsDeliveryNews *news)
 		args[3] = CStringGetTextDatum(message);
 	else
 		nulls[3] = 'n';
+	/* a final status ends the polling */
+	args[4] = BoolGetDatum(sms_status_is_final(news->status));
 
 	if (SPI_execute_with_args(psprintf("UPDATE %s SET status = $2,"
 									   " status_changed_at = pg_catalog.now(),"
@@ -142,9 +144,10 @@ update_row(const char *table, const SmsDeliveryNews *news)
 									   " error_code = coalesce($3, error_code),"
 									   " error_message = CASE WHEN $3 IS NULL THEN error_message"
 									   " ELSE coalesce($4, 'error ' OPERATOR(pg_catalog.||) $3::pg_catalog.text) END,"
+									   " status_poll_at = CASE WHEN $5 THEN NULL ELSE status_poll_at END,"
 									   " updated_at = pg_catalog.now()"
 									   " WHERE id OPERATOR(pg_catalog.=) $1", table),
-							  4, argtypes, args, nulls, false, 0) != SPI_OK_UPDATE)
+							  5, argtypes, args, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update sms_outbox row " INT64_FORMAT, news->id);
 }
 
