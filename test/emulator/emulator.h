@@ -242,6 +242,14 @@ extern void fault_list_json(Buf *b);
 extern int	body_segments(const char *s, size_t len);
 extern size_t utf8_chars(const char *s, size_t len);
 
+/* ---------- signature.c: X-Twilio-Signature ---------- */
+
+#define SIGNATURE_LEN 28		/* Base64 of a 20-byte SHA-1 digest */
+
+extern void twilio_signature(const char *token, size_t token_len,
+							 const char *url, const FormField *params, int n,
+							 char out[SIGNATURE_LEN + 1]);
+
 /* ---------- twilio.c: the Messages API ---------- */
 
 typedef struct ApiRequest
