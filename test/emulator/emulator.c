@@ -399,8 +399,8 @@ usage(FILE *out)
 			"  --auth-token TOKEN       auth token (default emulator-token)\n"
 			"  --api-key-sid SK...      also accept this API key sid ...\n"
 			"  --api-key-secret S       ... with this secret\n"
-			"  --progress-ms MS         queued->sent after MS, ->delivered after 2*MS\n"
-			"                           (default 1000; -1: never progress)\n"
+			"  --progress-ms MS         sent MS after queued, delivered MS later\n"
+			"                           (default 100; -1: frozen, never progress)\n"
 			"  --delay-ms MS            delay every API reply by MS (default 0)\n"
 			"  --quiet                  no messages on stderr\n");
 }
@@ -455,12 +455,17 @@ main(int argc, char **argv)
 	int			c,
 				sig;
 	bool		tls;
+	bool		freeze = false;
 
 	strcpy(cfg.account_sid, "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 	pthread_mutex_init(&cfg.lock, NULL);
 	config_set_str(&cfg.auth_token, "emulator-token", strlen("emulator-token"));
 	atomic_init(&cfg.delay_ms, 0);
-	atomic_init(&cfg.progress_ms, 1000);
+	/* short and fixed, so tests see every status without waiting long */
+	atomic_init(&cfg.accepted_ms, 50);
+	atomic_init(&cfg.queued_ms, 50);
+	atomic_init(&cfg.sending_ms, 50);
+	atomic_init(&cfg.sent_ms, 100);
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
 	{
@@ -496,8 +501,18 @@ main(int argc, char **argv)
 				config_set_str(&cfg.api_key_secret, optarg, strlen(optarg));
 				break;
 			case 'P':
-				atomic_store(&cfg.progress_ms,
-							 (int) int_arg("progress-ms", optarg, -1, 86400000));
+				{
+					int			ms = (int) int_arg("progress-ms", optarg, -1, 86400000);
+
+					if (ms < 0)
+						freeze = true;
+					else
+					{
+						atomic_store(&cfg.queued_ms, ms / 2);
+						atomic_store(&cfg.sending_ms, ms - ms / 2);
+						atomic_store(&cfg.sent_ms, ms);
+					}
+				}
 				break;
 			case 'd':
 				atomic_store(&cfg.delay_ms,
@@ -560,6 +575,8 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+	if (freeze)
+		clock_set_frozen(true);
 	delay_start();
 
 	memset(&addr, 0, sizeof(addr));
@@ -613,6 +630,7 @@ main(int argc, char **argv)
 	MHD_stop_daemon(daemon);
 	store_shutdown();
 	fault_clear();
+	outcome_clear();
 	free(cert);
 	free(key);
 	free(cfg.auth_token);

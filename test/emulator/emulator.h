@@ -54,6 +54,9 @@ extern void json_cstr(Buf *b, const char *s);
 extern void json_date(Buf *b, int64_t us);
 extern void json_error(Buf *b, int code, const char *message, int status);
 extern void url_encode(Buf *b, const char *s, size_t n);
+extern bool parse_day(const char *s, size_t n, int64_t *day);
+extern bool parse_iso_utc(const char *s, size_t n, int64_t *us);
+extern int64_t day_of(int64_t us);
 
 extern int64_t now_us(void);
 extern int64_t mono_us(void);
@@ -98,7 +101,12 @@ typedef struct Config
 	char	   *api_key_secret;
 
 	atomic_int	delay_ms;		/* reply delay of every API request */
-	atomic_int	progress_ms;	/* queued->sent; -1 = never progress */
+
+	/* how long a new message stays in each status (progress.c) */
+	atomic_int	accepted_ms;	/* accepted -> queued (Messaging Service) */
+	atomic_int	queued_ms;		/* queued -> sending (or failed) */
+	atomic_int	sending_ms;		/* sending -> sent */
+	atomic_int	sent_ms;		/* sent -> delivered or undelivered */
 } Config;
 
 extern Config cfg;
@@ -122,6 +130,40 @@ typedef struct Reply
 
 extern void reply_error(Reply *r, int status, int code, const char *message);
 
+/* ---------- progress.c: statuses, plans, the progression clock ---------- */
+
+typedef enum MsgStatus
+{
+	ST_ACCEPTED = 0,
+	ST_SCHEDULED,
+	ST_QUEUED,
+	ST_SENDING,
+	ST_SENT,
+	ST_DELIVERED,
+	ST_UNDELIVERED,
+	ST_FAILED,
+	ST_CANCELED
+} MsgStatus;
+
+#define MAX_STEPS 5				/* accepted or scheduled, queued, sending,
+								 * sent, final */
+
+/*
+ * What will happen to a message, decided when it is created: its statuses
+ * in order and when each begins, in ms after creation on the progression
+ * clock.  Fixing it at creation keeps a message's story consistent
+ * however the config changes later, and lets a fetch work it out from the
+ * clock alone.
+ */
+typedef struct Plan
+{
+	uint32_t	at_ms[MAX_STEPS];
+	uint8_t		status[MAX_STEPS];	/* MsgStatus */
+	uint8_t		nsteps;
+	int8_t		sent_step;		/* the step that sets date_sent; -1: none */
+	int			error_code;		/* of the last step; 0: none */
+} Plan;
+
 /* ---------- store.c: messages ---------- */
 
 typedef struct Message
@@ -141,6 +183,8 @@ typedef struct Message
 	char	   *body;
 	size_t		body_len;
 	char	  **media;
+	int64_t		created_v;		/* progression clock at creation */
+	Plan		plan;
 } Message;
 
 typedef struct NewMessage
@@ -156,11 +200,13 @@ typedef struct NewMessage
 	int			num_media;
 	const FormField **media;
 	int			num_segments;
+	Plan		plan;
 } NewMessage;
 
 extern pthread_mutex_t store_lock;
 extern Message *store_add(const NewMessage *nm, int64_t created_us);
 extern Message *store_find(const char *sid, size_t len);
+extern Message *store_by_serial(int64_t serial);
 extern size_t store_count(void);
 extern Message *store_at(size_t i);
 extern size_t store_index_of(const Message *m);
@@ -265,16 +311,39 @@ typedef struct ApiRequest
 	size_t		auth_pass_len;
 } ApiRequest;
 
+extern void twilio_handle(const ApiRequest *req, Reply *reply);
+
+/* ---------- progress.c ---------- */
+
 typedef struct MsgView
 {
 	const char *status;
+	int			step;			/* index into the plan; -1 when canceled */
 	int64_t		sent_us;		/* 0: not sent (date_sent null) */
 	int64_t		updated_us;
+	int			error_code;		/* 0: none */
 } MsgView;
 
-extern void twilio_handle(const ApiRequest *req, Reply *reply);
+extern const char *status_name(int status);
+extern const char *delivery_error_message(int code);
+extern void progress_plan(const char *to, size_t to_len, bool via_service,
+						  int64_t scheduled_ms, Plan *plan);
 extern void message_view(const Message *m, int64_t now, bool fresh,
 						 MsgView *v);
+extern int64_t step_real_us(const Message *m, int step);
+
+/* the progression clock; callers hold store_lock */
+extern int64_t clock_virtual(int64_t real_us);
+extern bool clock_frozen(void);
+extern void clock_reset_locked(void);
+extern void clock_set_frozen(bool frozen);	/* takes store_lock */
+
+extern bool outcome_parse(const char *s, size_t n, int *status);
+extern int	outcome_add(int status, int error_code, const char *to,
+						size_t to_len, int64_t count, int percent);
+extern int	outcome_clear(void);
+extern void outcome_list_json(Buf *b);
+extern unsigned percent_draw(void);
 
 /* ---------- control.c: /_emulator/ ---------- */
 

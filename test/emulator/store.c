@@ -121,6 +121,8 @@ store_add(const NewMessage *nm, int64_t created_us)
 		m->media[i] = copy_str(&p, nm->media[i]->val, nm->media[i]->vlen);
 	m->num_segments = nm->num_segments;
 	m->created_us = created_us;
+	m->created_v = clock_virtual(created_us);
+	m->plan = nm->plan;
 
 	if (sid_prefix[0] == '\0')
 		init_prefix();
@@ -176,6 +178,17 @@ store_find(const char *sid, size_t len)
 	return msgs[idx];
 }
 
+/* A message by creation counter, NULL once reset; caller holds store_lock. */
+Message *
+store_by_serial(int64_t serial)
+{
+	int64_t		idx = serial - base_serial;
+
+	if (idx < 0 || (size_t) idx >= nmsgs)
+		return NULL;
+	return msgs[idx];
+}
+
 size_t
 store_count(void)
 {
@@ -204,6 +217,8 @@ store_reset(void)
 		free(msgs[i]);
 	nmsgs = 0;
 	base_serial = next_serial;
+	/* the progression clock's history */
+	clock_reset_locked();
 	pthread_mutex_unlock(&store_lock);
 }
 
