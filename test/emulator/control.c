@@ -112,6 +112,10 @@ config_json(Buf *b)
 	json_cstr(b, cfg.auth_token);
 	buf_puts(b, ", \"api_key_sid\": ");
 	json_cstr(b, cfg.api_key_sid);
+	buf_puts(b, ", \"callback_token\": ");
+	json_cstr(b, cfg.callback_token);
+	buf_puts(b, ", \"callback_ca_file\": ");
+	json_cstr(b, cfg.callback_ca_file);
 	pthread_mutex_unlock(&cfg.lock);
 	buf_puts(b, ", \"delay_ms\": ");
 	buf_put_int(b, atomic_load(&cfg.delay_ms));
@@ -129,6 +133,12 @@ config_json(Buf *b)
 	buf_put_int(b, atomic_load(&cfg.sent_ms));
 	buf_puts(b, ", \"frozen\": ");
 	buf_puts(b, frozen ? "true" : "false");
+	buf_puts(b, ", \"callback_order\": ");
+	json_cstr(b, callback_order_name(atomic_load(&cfg.callback_order)));
+	buf_puts(b, ", \"callback_drop_percent\": ");
+	buf_put_int(b, atomic_load(&cfg.callback_drop_percent));
+	buf_puts(b, ", \"callback_timeout_ms\": ");
+	buf_put_int(b, atomic_load(&cfg.callback_timeout_ms));
 	buf_puts(b, "}\n");
 }
 
@@ -161,13 +171,19 @@ set_config(const Params *p, Reply *r)
 	const FormField *token = param(p, "auth_token");
 	const FormField *key_sid = param(p, "api_key_sid");
 	const FormField *key_secret = param(p, "api_key_secret");
+	const FormField *cb_token = param(p, "callback_token");
+	const FormField *cb_ca = param(p, "callback_ca_file");
+	const FormField *order_f = param(p, "callback_order");
 	int64_t		delay_ms = -2,
 				progress_ms = -2,
 				accepted_ms = -1,
 				queued_ms = -1,
 				sending_ms = -1,
-				sent_ms = -1;
-	int			frozen = -1;
+				sent_ms = -1,
+				drop = -1,
+				timeout_ms = -1;
+	int			frozen = -1,
+				order = -1;
 
 	if (!int_param(p, "delay_ms", 0, 3600000, &delay_ms, r) ||
 		!int_param(p, "progress_ms", -1, 86400000, &progress_ms, r) ||
@@ -175,11 +191,18 @@ set_config(const Params *p, Reply *r)
 		!int_param(p, "queued_ms", 0, 86400000, &queued_ms, r) ||
 		!int_param(p, "sending_ms", 0, 86400000, &sending_ms, r) ||
 		!int_param(p, "sent_ms", 0, 86400000, &sent_ms, r) ||
+		!int_param(p, "callback_drop_percent", 0, 100, &drop, r) ||
+		!int_param(p, "callback_timeout_ms", 1, 600000, &timeout_ms, r) ||
 		!bool_param(p, "frozen", &frozen, r))
 		return;
 	if (token && token->vlen == 0)
 	{
 		control_error(r, 400, "auth_token must not be empty");
+		return;
+	}
+	if (order_f && !callback_order_parse(order_f->val, order_f->vlen, &order))
+	{
+		control_error(r, 400, "callback_order must be one of inorder, shuffle, reverse");
 		return;
 	}
 	pthread_mutex_lock(&cfg.lock);
@@ -190,6 +213,11 @@ set_config(const Params *p, Reply *r)
 		config_set_str(&cfg.api_key_sid, key_sid->val, key_sid->vlen);
 	if (key_secret)
 		config_set_str(&cfg.api_key_secret, key_secret->val, key_secret->vlen);
+	/* empty: sign with the auth token again; use the system's CAs again */
+	if (cb_token)
+		config_set_str(&cfg.callback_token, cb_token->val, cb_token->vlen);
+	if (cb_ca)
+		config_set_str(&cfg.callback_ca_file, cb_ca->val, cb_ca->vlen);
 	pthread_mutex_unlock(&cfg.lock);
 	if (delay_ms >= 0)
 		atomic_store(&cfg.delay_ms, (int) delay_ms);
@@ -217,6 +245,12 @@ set_config(const Params *p, Reply *r)
 		atomic_store(&cfg.sending_ms, (int) sending_ms);
 	if (sent_ms >= 0)
 		atomic_store(&cfg.sent_ms, (int) sent_ms);
+	if (order >= 0)
+		atomic_store(&cfg.callback_order, order);
+	if (drop >= 0)
+		atomic_store(&cfg.callback_drop_percent, (int) drop);
+	if (timeout_ms >= 0)
+		atomic_store(&cfg.callback_timeout_ms, (int) timeout_ms);
 	if (frozen >= 0)
 		clock_set_frozen(frozen == 1);
 	if (!cfg.quiet)
@@ -311,6 +345,8 @@ messages_json(Buf *b)
 			buf_put_int(b, v.error_code);
 		else
 			buf_puts(b, "null");
+		buf_puts(b, ", \"status_callback\": ");
+		json_cstr(b, m->callback_url);
 		buf_puts(b, ", \"deleted\": ");
 		buf_puts(b, m->deleted ? "true" : "false");
 		buf_puts(b, ", \"num_segments\": ");
@@ -378,6 +414,7 @@ control_handle(const char *method, const char *path, const char *query,
 	{
 		fault_clear();
 		outcome_clear();
+		/* the messages, the callbacks still to come and their log */
 		store_reset();
 		log_reset();
 		if (!cfg.quiet)
@@ -400,6 +437,16 @@ control_handle(const char *method, const char *path, const char *query,
 		{
 			r->status = 200;
 			log_requests_json(&r->body, since);
+		}
+	}
+	else if (strcmp(what, "callbacks") == 0 && get)
+	{
+		int64_t		since = 0;
+
+		if (int_param(&p, "since", INT64_MIN / 2, INT64_MAX / 2, &since, r))
+		{
+			r->status = 200;
+			callbacks_json(&r->body, since);
 		}
 	}
 	else if (strcmp(what, "messages") == 0 && get)

@@ -100,6 +100,9 @@ typedef struct Config
 	char	   *api_key_sid;
 	char	   *api_key_secret;
 
+	char	   *callback_token; /* signs callbacks; NULL: auth_token */
+	char	   *callback_ca_file;	/* CA bundle for https callbacks */
+
 	atomic_int	delay_ms;		/* reply delay of every API request */
 
 	/* how long a new message stays in each status (progress.c) */
@@ -107,6 +110,10 @@ typedef struct Config
 	atomic_int	queued_ms;		/* queued -> sending (or failed) */
 	atomic_int	sending_ms;		/* sending -> sent */
 	atomic_int	sent_ms;		/* sent -> delivered or undelivered */
+
+	atomic_int	callback_order; /* CallbackOrder */
+	atomic_int	callback_drop_percent;
+	atomic_int	callback_timeout_ms;
 } Config;
 
 extern Config cfg;
@@ -152,8 +159,8 @@ typedef enum MsgStatus
  * What will happen to a message, decided when it is created: its statuses
  * in order and when each begins, in ms after creation on the progression
  * clock.  Fixing it at creation keeps a message's story consistent
- * however the config changes later, and lets a fetch work it out from the
- * clock alone.
+ * however the config changes later, and lets both a fetch and the
+ * callback scheduler work it out from the clock alone.
  */
 typedef struct Plan
 {
@@ -163,6 +170,13 @@ typedef struct Plan
 	int8_t		sent_step;		/* the step that sets date_sent; -1: none */
 	int			error_code;		/* of the last step; 0: none */
 } Plan;
+
+typedef enum CallbackOrder
+{
+	ORDER_INORDER = 0,			/* each callback when its status begins */
+	ORDER_SHUFFLE,				/* all at the last status, shuffled */
+	ORDER_REVERSE				/* all at the last status, newest first */
+} CallbackOrder;
 
 /* ---------- store.c: messages ---------- */
 
@@ -183,8 +197,11 @@ typedef struct Message
 	char	   *body;
 	size_t		body_len;
 	char	  **media;
+	char	   *callback_url;	/* StatusCallback; NULL without one */
 	int64_t		created_v;		/* progression clock at creation */
 	Plan		plan;
+	uint8_t		cb_order;		/* CallbackOrder when it was created */
+	uint8_t		cb_next;		/* first step whose callback is not out */
 } Message;
 
 typedef struct NewMessage
@@ -200,6 +217,8 @@ typedef struct NewMessage
 	int			num_media;
 	const FormField **media;
 	int			num_segments;
+	const char *callback_url;
+	size_t		callback_len;
 	Plan		plan;
 } NewMessage;
 
@@ -249,6 +268,7 @@ extern void log_requests_json(Buf *b, int64_t since);
 extern void log_summary_json(Buf *b);
 extern void log_reset(void);
 extern int64_t log_next_seq(void);
+extern void form_json(Buf *b, const char *body, size_t len);
 
 /* ---------- faults.c ---------- */
 
@@ -344,6 +364,58 @@ extern int	outcome_add(int status, int error_code, const char *to,
 extern int	outcome_clear(void);
 extern void outcome_list_json(Buf *b);
 extern unsigned percent_draw(void);
+
+/* ---------- callback.c: when to send status callbacks, and what ---------- */
+
+extern bool callback_url_valid(const char *url, size_t len);
+extern void callback_schedule(Message *m);	/* store_lock held */
+extern void callback_canceled(Message *m);	/* store_lock held */
+extern void callback_wake(void);	/* store_lock held */
+extern void callback_reset_locked(void);
+extern int64_t callback_scheduled(void);
+extern bool callback_order_parse(const char *s, size_t n, int *order);
+extern const char *callback_order_name(int order);
+extern void scheduler_start(void);
+extern void scheduler_stop(void);
+
+/* ---------- sender.c: status callbacks over HTTP, and their log ---------- */
+
+typedef enum CallbackResult
+{
+	CB_PENDING = 0,
+	CB_ANSWERED,				/* the receiver answered, whatever the status */
+	CB_FAILED,					/* no answer: refused, reset, timed out */
+	CB_DROPPED,					/* not sent: callback_drop_percent */
+	CB_REFUSED					/* not sent: not a loopback URL */
+} CallbackResult;
+
+typedef struct CallbackJob
+{
+	struct CallbackJob *next;
+	int64_t		seq;
+	int64_t		t_us;			/* when its status began */
+	int64_t		queued_us;		/* when it was handed to the sender */
+	int64_t		done_us;
+	int64_t		serial;			/* of the message: picks the lane */
+	uint64_t	generation;		/* reset generation it belongs to */
+	char		sid[35];
+	uint8_t		status;			/* MsgStatus it reports */
+	uint8_t		result;			/* CallbackResult */
+	int			http_status;
+	char	   *url;
+	char	   *body;			/* form-encoded parameters */
+	size_t		body_len;
+	char		signature[SIGNATURE_LEN + 1];
+	char	   *error;			/* why it failed or was refused */
+} CallbackJob;
+
+extern int64_t callback_next_seq(void);
+extern void sender_enqueue(CallbackJob *job);
+extern void sender_reset(void);
+extern void sender_start(void);
+extern void sender_stop(void);
+extern void callbacks_json(Buf *b, int64_t since);
+extern void callbacks_summary_json(Buf *b);
 
 /* ---------- control.c: /_emulator/ ---------- */
 

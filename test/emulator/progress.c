@@ -12,7 +12,10 @@
  *	  the carrier sends no receipt.  Nothing runs per message to move it:
  *	  its status is worked out whenever it is read, from the plan and the
  *	  clock, so a benchmark creating tens of thousands of messages a second
- *	  pays nothing for progression.
+ *	  pays nothing for progression.  Only messages with a StatusCallback
+ *	  are also filed with the callback scheduler (callback.c), which reads
+ *	  the same plan and clock, so a callback never tells a status that a
+ *	  fetch at that moment would not show.
  *
  *	  The clock is wall time, except that it can be frozen: while frozen no
  *	  message moves on (a test can hold messages queued, or sent, as long as
@@ -163,6 +166,8 @@ clock_set_frozen(bool on)
 		npauses++;
 		frozen = false;
 	}
+	/* the scheduler sleeps while frozen, or until a due time now moved */
+	callback_wake();
 	pthread_mutex_unlock(&store_lock);
 }
 
@@ -252,7 +257,7 @@ static atomic_int have_orules;
 static uint64_t rng = 0x2545F4914F6CDD1DULL;
 static pthread_mutex_t rng_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* xorshift64*: a percent draw for outcome rules */
+/* xorshift64*: a percent draw for outcome rules and callback drops */
 unsigned
 percent_draw(void)
 {

@@ -8,7 +8,9 @@
  *	  cannot tell the difference in the cases tests care about.  Status
  *	  moves on with time, queued -> sending -> sent -> delivered (or an
  *	  error), as the message's plan says (progress.c); it is worked out
- *	  when a message is read instead of by a background task.
+ *	  when a message is read instead of by a background task, and only a
+ *	  message with a StatusCallback is also filed for callbacks
+ *	  (callback.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -178,6 +180,7 @@ create_message(const ApiRequest *req, Reply *r)
 			   *from,
 			   *service,
 			   *body,
+			   *callback,
 			   *schedule,
 			   *send_at;
 	const FormField *media_small[16];
@@ -196,6 +199,7 @@ create_message(const ApiRequest *req, Reply *r)
 	from = form_get(&f, "From");
 	service = form_get(&f, "MessagingServiceSid");
 	body = form_get(&f, "Body");
+	callback = form_get(&f, "StatusCallback");
 	schedule = form_get(&f, "ScheduleType");
 	send_at = form_get(&f, "SendAt");
 	num_media = form_count(&f, "MediaUrl");
@@ -223,6 +227,11 @@ create_message(const ApiRequest *req, Reply *r)
 	if (!is_e164(to->val, to->vlen))
 	{
 		error_with_number(r, 21211, "The 'To' number %s is not a valid phone number.", to);
+		goto done;
+	}
+	if (present(callback) && !callback_url_valid(callback->val, callback->vlen))
+	{
+		error_with_number(r, 21609, "The StatusCallback URL %s is not a valid URL.", callback);
 		goto done;
 	}
 	/* without a Messaging Service, Twilio ignores scheduling */
@@ -306,12 +315,18 @@ create_message(const ApiRequest *req, Reply *r)
 	nm.num_media = num_media;
 	nm.media = media;
 	nm.num_segments = body_segments(nm.body, nm.body_len);
+	if (present(callback))
+	{
+		nm.callback_url = callback->val;
+		nm.callback_len = callback->vlen;
+	}
 	progress_plan(to->val, to->vlen, present(service), scheduled_ms, &nm.plan);
 
 	/* render under the lock: a concurrent reset may free the message */
 	buf_grow(&r->body, 1024 + nm.body_len);
 	pthread_mutex_lock(&store_lock);
 	m = store_add(&nm, now_us());
+	callback_schedule(m);
 	message_view(m, m->created_us, true, &v);
 	message_json(&r->body, m, &v);
 	pthread_mutex_unlock(&store_lock);
@@ -616,6 +631,7 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 			goto done;
 		}
 		m->canceled_us = now_us();
+		callback_canceled(m);
 	}
 	if (body)
 	{
