@@ -125,7 +125,7 @@ test: deps
 	$(MAKE) warnings
 	$(MAKE) install
 	$(MAKE) emulator
-	$(MAKE) -C test/emulator check-segments
+	$(MAKE) -C test/emulator check-segments check-signature
 	$(MAKE) prism-deps
 	$(MAKE) fuzz FUZZ_SECONDS=10
 	$(MAKE) test-suite
