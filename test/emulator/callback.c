@@ -8,8 +8,8 @@
  *	  message's plan (progress.c) says when each status begins, so one
  *	  scheduler thread keeps a min-heap of the next due step of each
  *	  message that has a callback URL, on the progression clock, and
- *	  sleeps until the earliest; while the clock is frozen it sleeps until
- *	  it thaws.  Messages without a callback URL never enter the heap, so
+ *	  sleeps until the earliest; while the clock is frozen it sends what
+ *	  fell due before the freeze and then sleeps until it thaws.  Messages without a callback URL never enter the heap, so
  *	  a benchmark that passes none pays nothing here.
  *
  *	  A due step becomes a CallbackJob: the parameters Twilio sends,
@@ -436,12 +436,18 @@ sched_main(void *arg)
 		Due			d;
 		Message    *m;
 
-		if (nheap == 0 || clock_frozen())
+		if (nheap == 0)
 		{
 			pthread_cond_wait(&sched_cond, &store_lock);
 			continue;
 		}
 		vnow = clock_virtual(now_us());
+		if (heap[0].due_v > vnow && clock_frozen())
+		{
+			/* what fell due before the freeze went out; the rest waits */
+			pthread_cond_wait(&sched_cond, &store_lock);
+			continue;
+		}
 		if (heap[0].due_v > vnow)
 		{
 			/* the clock runs at wall speed until someone freezes it */

@@ -283,6 +283,8 @@ def run(emu, rx):
     time.sleep(0.3)
     check(st == "sent" and emu.fetch(sid)["status"] == "sent",
           "frozen while sent: stays sent (%s)" % st)
+    check(statuses(rx.calls("midway")) == ["sending", "sent"],
+          "frozen while sent: the callbacks of the statuses reached are out")
     emu.control("POST", "config", {"frozen": "false"})
     emu.quiet()
     check(emu.fetch(sid)["status"] == "delivered" and
