@@ -41,7 +41,7 @@ PGFILEDESC = "sms - send SMS from SQL"
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter
 SHLIB_LINK = -lcurl
 
-REGRESS = install validate encoding outbox privileges insert
+REGRESS = install validate encoding outbox privileges insert callback
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf
 
 # The PostgreSQL major to build for and test on: the one the distribution
