@@ -5,14 +5,16 @@
 ALTER SYSTEM SET sms.auth_token = '12345';
 ALTER SYSTEM SET sms.account_sid = 'ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
 SELECT pg_reload_conf();
-DO $$
-BEGIN
-	FOR i IN 1..6000 LOOP
-		EXIT WHEN current_setting('sms.auth_token') = '12345';
-		PERFORM pg_sleep(0.01);
-	END LOOP;
-END
-$$;
+-- a backend reads a reloaded file between statements, not within one: wait
+-- with statements of their own, up to a minute
+\set ECHO none
+\o /dev/null
+SELECT format('SELECT pg_sleep(0.01) WHERE current_setting(%L) <> %L',
+			  'sms.auth_token', '12345')
+  FROM generate_series(1, 6000) \gexec
+\o
+\set ECHO all
+SELECT current_setting('sms.auth_token') = '12345' AS reloaded;
 \set VERBOSITY terse
 
 -- Twilio's SDK vector (a voice request, not a message's): the signature
