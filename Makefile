@@ -19,14 +19,18 @@ OBJS = \
 	src/encoding.o \
 	src/job.o \
 	src/outbox.o \
+	src/outbox_status.o \
+	src/poll.o \
 	src/http.o \
 	src/provider.o \
 	src/twilio.o \
 	src/twilio_auth.o \
 	src/twilio_json.o \
+	src/twilio_status.o \
 	src/worker.o \
 	src/worker_requests.o \
 	src/worker_turn.o \
+	src/worker_poll.o \
 	src/outcome.o \
 	src/standby.o \
 	src/shared.o \

@@ -26,6 +26,17 @@ ALTER TABLE sms_outbox
 CREATE INDEX sms_outbox_status_poll_idx ON sms_outbox (status_poll_at)
 	WHERE status_poll_at IS NOT NULL;
 
+-- a poll lists a sender's messages and matches them to rows by SID
+CREATE INDEX sms_outbox_tracked_sid_idx ON sms_outbox (sid)
+	WHERE status_poll_at IS NOT NULL;
+
+-- messages sent in the last 72 hours whose status is not final yet are
+-- looked at too, from the worker's next turn on
+UPDATE sms_outbox SET status_poll_at = now()
+ WHERE state = 'sent' AND sid IS NOT NULL
+   AND sent_at > now() - interval '72 hours'
+   AND status NOT IN ('delivered', 'undelivered', 'failed', 'canceled', 'read');
+
 COMMENT ON COLUMN sms_outbox.status_changed_at IS 'when the provider''s status last changed';
 COMMENT ON COLUMN sms_outbox.delivered_at IS 'when the provider reported the message delivered';
 COMMENT ON COLUMN sms_outbox.status_poll_at IS 'when the worker next asks the provider for the delivery status; NULL once it is final';

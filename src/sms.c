@@ -48,6 +48,7 @@ int			sms_retention_s = 0;
 int			sms_workers = 1;
 bool		sms_status_poll = true;
 int			sms_status_poll_interval_s = 60;
+int			sms_status_poll_rate = 5;
 char	   *sms_status_callback_url = NULL;
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
@@ -287,6 +288,15 @@ define_delivery_settings(void)
 							60, 1, 86400,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sms.status_poll_rate",
+							"Requests per second at most when polling delivery statuses, beside sms.rate_limit's sends.",
+							"Each request (a page of up to 1000 listed messages, or one message) counts once.",
+							&sms_status_poll_rate,
+							5, 1, 1000,
+							PGC_SIGHUP,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("sms.status_callback_url",

@@ -42,6 +42,7 @@ extern int	sms_retention_s;
 extern int	sms_workers;
 extern bool sms_status_poll;
 extern int	sms_status_poll_interval_s;
+extern int	sms_status_poll_rate;
 extern char *sms_status_callback_url;
 
 #define SMS_MAX_WORKERS 16

@@ -18,7 +18,9 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "identity.h"
 
@@ -51,6 +53,87 @@ sms_status_rank(const char *status)
 		if (strcmp(ranks[i].status, status) == 0)
 			return ranks[i].rank;
 	return 0;
+}
+
+/* The table's own string for a status of Twilio's; NULL for any other. */
+const char *
+sms_status_known(const char *status)
+{
+	for (int i = 0; i < (int) lengthof(ranks); i++)
+		if (strcmp(ranks[i].status, status) == 0)
+			return ranks[i].status;
+	return NULL;
+}
+
+/*
+ * The rank of a text expression in SQL, from the same table: the worker's
+ * write-back compares ranks in its UPDATE, under the row's lock, since a
+ * callback may have moved the row on since the poll was claimed.
+ */
+char *
+sms_status_rank_sql(const char *expr)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "CASE %s", expr);
+	for (int i = 0; i < (int) lengthof(ranks); i++)
+		appendStringInfo(&buf, " WHEN '%s' THEN %d", ranks[i].status, ranks[i].rank);
+	appendStringInfoString(&buf, " ELSE 0 END");
+	return buf.data;
+}
+
+/* The final statuses, as a SQL array of text. */
+char *
+sms_status_finals_sql(void)
+{
+	StringInfoData buf;
+	bool		first = true;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "'{");
+	for (int i = 0; i < (int) lengthof(ranks); i++)
+		if (ranks[i].final)
+		{
+			appendStringInfo(&buf, "%s%s", first ? "" : ",", ranks[i].status);
+			first = false;
+		}
+	appendStringInfoString(&buf, "}'::pg_catalog.text[]");
+	return buf.data;
+}
+
+/*
+ * When to look at a message's status next, in multiples of
+ * sms.status_poll_interval after it was sent: 1, 5, 30 and 60 (with the
+ * default of a minute: 1, 5 and 30 minutes, an hour), then every 60 up to
+ * 720 (hourly to 12 hours), then 1440, 2880 and 4320 (24, 48 and 72
+ * hours); never later than 72 hours after the send.  A carrier that sends
+ * no receipt leaves a message 'sent' for good: it gets 18 looks in all.
+ * Returns 0 when no look is left.
+ */
+#define STATUS_POLL_END_S (72 * 3600)
+
+TimestampTz
+sms_next_status_poll(TimestampTz sent_at, TimestampTz now, int interval_s)
+{
+	static const int early[] = {1, 5, 30, 60};
+	static const int late[] = {1440, 2880, 4320};
+	int64		age_s = (now - sent_at) / USECS_PER_SEC;
+	int64		next_s = 0;
+
+	for (int i = 0; i < (int) lengthof(early) && next_s == 0; i++)
+		if ((int64) early[i] * interval_s > age_s)
+			next_s = (int64) early[i] * interval_s;
+	if (next_s == 0 && age_s < (int64) 720 * interval_s)
+		next_s = (age_s / (60L * interval_s) + 1) * 60L * interval_s;
+	for (int i = 0; i < (int) lengthof(late) && next_s == 0; i++)
+		if ((int64) late[i] * interval_s > age_s)
+			next_s = (int64) late[i] * interval_s;
+	if (next_s == 0 || next_s > STATUS_POLL_END_S)
+		next_s = STATUS_POLL_END_S;
+	if (next_s <= age_s)
+		return 0;
+	return sent_at + next_s * USECS_PER_SEC;
 }
 
 /* Will the status change no more (bar 'read')? */

@@ -11,6 +11,8 @@
 
 #include "sms.h"
 
+#include "datatype/timestamp.h"
+
 /* news of one message's delivery: a callback's, or a poll's */
 typedef struct SmsDeliveryNews
 {
@@ -30,6 +32,11 @@ typedef enum SmsNewsResult
 
 extern int	sms_status_rank(const char *status);
 extern bool sms_status_is_final(const char *status);
+extern const char *sms_status_known(const char *status);
+extern char *sms_status_rank_sql(const char *expr);
+extern char *sms_status_finals_sql(void);
+extern TimestampTz sms_next_status_poll(TimestampTz sent_at, TimestampTz now,
+										int interval_s);
 extern const char *sms_delivery_error_text(int code);
 extern SmsNewsResult sms_apply_delivery_news(const SmsDeliveryNews *news);
 
