@@ -18,7 +18,7 @@
 
 #include "compat.h"
 
-#define SMS_VERSION "1.0"
+#define SMS_VERSION "1.1"
 #define SMS_USER_AGENT "pg-sms/" SMS_VERSION " (PostgreSQL extension)"
 
 /* settings (sms.c) */
