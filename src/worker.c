@@ -268,6 +268,8 @@ shut_down(Worker *w, WaitEventSet *set)
 		sms_drive_requests(w);
 	}
 	sms_abort_in_flight(w);
+	/* polls whose requests finished in the grace wait no longer */
+	sms_end_waiting_polls(w);
 
 	/* the last write-back may wait for a row lock, until lock_timeout */
 	RESUME_INTERRUPTS();

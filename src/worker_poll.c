@@ -100,7 +100,9 @@ sms_start_polls(Worker *w, TimestampTz now)
 {
 	int			started = 0;
 
-	if (w->polls_waiting.n == 0 || now < w->poll_hold_until)
+	/* (stopping, a poll's next request never leaves: see shut_down) */
+	if (w->polls_waiting.n == 0 || now < w->poll_hold_until ||
+		w->mode == WORKER_STOPPING)
 		return 0;
 	while (w->polls_waiting.n > 0 &&
 		   sms_bucket_available(&w->poll_bucket, sms_status_poll_rate, now) >= 1)
