@@ -34,8 +34,9 @@ CREATE INDEX sms_outbox_tracked_sid_idx ON sms_outbox (sid)
 -- looked at too, from the worker's next turn on
 UPDATE sms_outbox SET status_poll_at = now()
  WHERE state = 'sent' AND sid IS NOT NULL
-   AND sent_at > now() - interval '72 hours'
-   AND status NOT IN ('delivered', 'undelivered', 'failed', 'canceled', 'read');
+   AND coalesce(sent_at, updated_at) > now() - interval '72 hours'
+   AND (status IS NULL
+		OR status NOT IN ('delivered', 'undelivered', 'failed', 'canceled', 'read'));
 
 COMMENT ON COLUMN sms_outbox.status_changed_at IS 'when the provider''s status last changed';
 COMMENT ON COLUMN sms_outbox.delivered_at IS 'when the provider reported the message delivered';

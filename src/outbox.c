@@ -139,7 +139,7 @@ prepare_write_back_plan(const char *s, bool delivery_columns)
 										   " THEN " NOW " ELSE o.status_changed_at END,"
 										   " status_poll_at = CASE WHEN $14 " GT " 0"
 										   " AND r.new_state " EQ " 'sent' AND o.state " NE " 'sent'"
-										   " AND NOT coalesce(r.status, o.status) " EQ " ANY (%s)"
+										   " AND (coalesce(r.status, o.status) " EQ " ANY (%s)) IS NOT TRUE"
 										   " THEN " NOW " " PLUS " pg_catalog.make_interval(secs => $14)"
 										   " ELSE o.status_poll_at END,",
 										   sms_status_finals_sql());

@@ -22,8 +22,9 @@
  * the database a schema
  * named after the worker's role, and sms_state has no "=" of its own, so an
  * exact "=(sms_state, sms_state)" there would otherwise win over
- * pg_catalog's "anyenum = anyenum".  Keywords (coalesce, CASE, IS NULL) and
- * ORDER BY (the type's default btree operator class) involve no lookup.
+ * pg_catalog's "anyenum = anyenum".  Keywords (coalesce, IS NULL, a
+ * searched CASE) and ORDER BY (the type's default btree operator class)
+ * involve no lookup; a simple "CASE x WHEN" looks up "=" and is not used.
  * (Operators written as OPERATOR() all bind alike, left to right: mixed
  * ones need parentheses.)
  */

@@ -8,10 +8,13 @@
  *	  A row is due while status_poll_at (partial index) is past.  A claim
  *	  leases the rows it takes by moving status_poll_at ahead, as a lookup's
  *	  claim does with next_attempt_at; the write-back sets the next look, or
- *	  NULL when the status is final or no look is left.  Statuses are applied
- *	  by rank in the UPDATE itself, under the row's lock: a callback may
- *	  have moved the row on since the poll began.  Nothing here changes a
- *	  row's state.
+ *	  NULL when the status is final or no look is left, unless another claim
+ *	  took the row since (a poll that outlived its lease).  Statuses are
+ *	  applied by rank in the UPDATE itself, under the row's lock: a callback
+ *	  may have moved the row on since the poll began.  Rows someone else
+ *	  holds locked are skipped, never waited for: the worker's turn must not
+ *	  stall on an application's transaction.  Nothing here changes a row's
+ *	  state.
  *
  *-------------------------------------------------------------------------
  */
@@ -51,7 +54,7 @@ prepare_claim_poll_plan(const char *s)
 												"WITH f AS ("
 												" SELECT from_number FROM %s.sms_outbox"
 												" WHERE " TRACKED("") " AND status_poll_at " LE " " NOW
-												" ORDER BY status_poll_at LIMIT 1),"
+												" ORDER BY status_poll_at LIMIT 1 FOR UPDATE SKIP LOCKED),"
 												" c AS ("
 												" SELECT o.id FROM %s.sms_outbox o, f"
 												" WHERE " TRACKED("o.") " AND o.status_poll_at " LE " " NOW
@@ -61,7 +64,7 @@ prepare_claim_poll_plan(const char *s)
 												" SET status_poll_at = " NOW " " PLUS " " MS_INTERVAL("$2")
 												" FROM c WHERE o.id " EQ " c.id"
 												" RETURNING o.id, o.sid, o.from_number,"
-												" coalesce(o.sent_at, o.updated_at)", s, s, s),
+												" coalesce(o.sent_at, o.updated_at), o.status_poll_at", s, s, s),
 									   2, args, 0);
 }
 
@@ -70,7 +73,9 @@ prepare_write_back_plans(const char *s)
 {
 	Oid			news_args[6] = {TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Oid			schedule_args[2] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID};
+	Oid			schedule_args[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
+	char	   *rank_n = sms_status_rank_sql("n.status");
+	char	   *rank_o = sms_status_rank_sql("o.status");
 
 	/*
 	 * News, by SID: a walk lists the sender's other messages too, and each
@@ -78,7 +83,15 @@ prepare_write_back_plans(const char *s)
 	 * above the row's is applied; a final one ends the row's looks.
 	 */
 	news_plan = sms_prepare_plan(psprintf(
-										  "UPDATE %s.sms_outbox o SET status = n.status,"
+										  "WITH n AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1),"
+										  " pg_catalog.unnest($2), pg_catalog.unnest($3),"
+										  " pg_catalog.unnest($4), pg_catalog.unnest($5),"
+										  " pg_catalog.unnest($6))"
+										  " AS n(sid, status, error_code, error_message, price, price_unit)),"
+										  " t AS (SELECT o.id, n.* FROM %s.sms_outbox o, n"
+										  " WHERE o.sid " EQ " n.sid AND " TRACKED("o.")
+										  " AND %s " GT " %s FOR UPDATE OF o SKIP LOCKED)"
+										  " UPDATE %s.sms_outbox o SET status = n.status,"
 										  " status_changed_at = " NOW ","
 										  " delivered_at = CASE WHEN n.status " EQ " 'delivered'"
 										  " THEN " NOW " ELSE o.delivered_at END,"
@@ -90,24 +103,26 @@ prepare_write_back_plans(const char *s)
 										  " status_poll_at = CASE WHEN n.status " EQ " ANY (%s)"
 										  " THEN NULL ELSE o.status_poll_at END,"
 										  " updated_at = " NOW
-										  " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
-										  " pg_catalog.unnest($3), pg_catalog.unnest($4),"
-										  " pg_catalog.unnest($5), pg_catalog.unnest($6))"
-										  " AS n(sid, status, error_code, error_message, price, price_unit)"
-										  " WHERE o.sid " EQ " n.sid AND " TRACKED("o.")
-										  " AND %s " GT " %s",
-										  s, sms_status_finals_sql(),
-										  sms_status_rank_sql("n.status"),
-										  sms_status_rank_sql("o.status")),
+										  " FROM t AS n WHERE o.id " EQ " n.id AND %s " GT " %s",
+										  s, rank_n, rank_o, s, sms_status_finals_sql(),
+										  rank_n, rank_o),
 								 6, news_args, CURSOR_OPT_GENERIC_PLAN);
 
-	/* the next look at each claimed row still tracked (NULL: none left) */
+	/*
+	 * The next look at each claimed row still tracked (NULL: none left),
+	 * unless another claim has taken the row since ($3, this claim's lease,
+	 * is no longer the row's) or someone holds it (it is looked at when the
+	 * lease ends).
+	 */
 	schedule_plan = sms_prepare_plan(psprintf(
-											  "UPDATE %s.sms_outbox o SET status_poll_at = r.next_look"
-											  " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))"
+											  "WITH t AS (SELECT o.id, r.next_look FROM %s.sms_outbox o,"
+											  " ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))"
 											  " AS r(id, next_look)"
-											  " WHERE o.id " EQ " r.id AND o.status_poll_at IS NOT NULL", s),
-									 2, schedule_args, CURSOR_OPT_GENERIC_PLAN);
+											  " WHERE o.id " EQ " r.id AND o.status_poll_at " EQ " $3"
+											  " FOR UPDATE OF o SKIP LOCKED)"
+											  " UPDATE %s.sms_outbox o SET status_poll_at = t.next_look"
+											  " FROM t WHERE o.id " EQ " t.id", s, s),
+									 3, schedule_args, CURSOR_OPT_GENERIC_PLAN);
 }
 
 void
@@ -150,6 +165,8 @@ sms_outbox_claim_poll(int limit, int lease_ms)
 	TupleDesc	desc;
 	SmsPollRow *rows;
 	SmsJob	   *job;
+	TimestampTz lease;
+	bool		isnull;
 	int			n;
 
 	if (claim_poll_plan == NULL)
@@ -167,16 +184,18 @@ sms_outbox_claim_poll(int limit, int lease_ms)
 	for (int i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
-		bool		isnull;
 		char	   *sid = SPI_getvalue(tup, desc, 2);
 
 		rows[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		strlcpy(rows[i].sid, sid, sizeof(rows[i].sid));
 		rows[i].sent_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
 	}
+	/* one UPDATE set every row's lease alike */
+	lease = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0], desc, 5, &isnull));
 	job->from_number = MemoryContextStrdup(job->cxt,
 										   SPI_getvalue(SPI_tuptable->vals[0], desc, 3));
 	sms_poll_init(job, job->from_number, rows, n);
+	job->poll->lease = lease;
 	return job;
 }
 
@@ -246,7 +265,7 @@ write_news(const SmsPoll *poll)
 			PointerGetDatum(construct_md_array(cols[c], nulls[c], 1, dims, lbs,
 											   INT4OID, 4, true, TYPALIGN_INT)) :
 			text_array(cols[c], nulls[c], n);
-	if (SPI_execute_plan(news_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+	if (SPI_execute_plan(news_plan, args, NULL, false, 0) < 0)
 		elog(ERROR, "could not write back delivery statuses");
 }
 
@@ -262,7 +281,7 @@ sms_outbox_write_poll(const SmsPoll *poll, TimestampTz now)
 	Datum	   *ids = palloc(sizeof(Datum) * Max(poll->nrows, 1));
 	Datum	   *next = palloc(sizeof(Datum) * Max(poll->nrows, 1));
 	bool	   *next_null = palloc0(sizeof(bool) * Max(poll->nrows, 1));
-	Datum		args[2];
+	Datum		args[3];
 	int			dims[1] = {poll->nrows};
 	int			lbs[1] = {1};
 
@@ -292,7 +311,8 @@ sms_outbox_write_poll(const SmsPoll *poll, TimestampTz now)
 	args[1] = PointerGetDatum(construct_md_array(next, next_null, 1, dims, lbs,
 												 TIMESTAMPTZOID, sizeof(int64),
 												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	if (SPI_execute_plan(schedule_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
+	args[2] = TimestampTzGetDatum(poll->lease);
+	if (SPI_execute_plan(schedule_plan, args, NULL, false, 0) < 0)
 		elog(ERROR, "could not schedule the next looks at delivery statuses");
 	return first;
 }

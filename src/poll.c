@@ -40,8 +40,10 @@ sms_poll_init(SmsJob *job, const char *sender, SmsPollRow *rows, int n)
 	poll->rows = rows;
 	poll->nrows = n;
 	poll->unanswered = n;
-	poll->walk_floor = oldest - (int64) WALK_SLACK_SECS * USECS_PER_SEC;
-	poll->walking = true;
+	/* a row with no finite send time (set by hand) is asked about alone */
+	poll->walking = !TIMESTAMP_NOT_FINITE(oldest);
+	if (poll->walking)
+		poll->walk_floor = oldest - (int64) WALK_SLACK_SECS * USECS_PER_SEC;
 	job->poll = poll;
 }
 

@@ -60,6 +60,7 @@ typedef struct SmsPoll
 	int			maxnews;
 	bool		failed;			/* a request failed: the rest wait for their
 								 * next look */
+	TimestampTz lease;			/* the claim's status_poll_at on its rows */
 } SmsPoll;
 
 extern void sms_poll_init(SmsJob *job, const char *sender, SmsPollRow *rows, int n);

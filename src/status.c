@@ -75,10 +75,12 @@ sms_status_rank_sql(const char *expr)
 {
 	StringInfoData buf;
 
+	/* (a searched CASE: a simple one would look "=" up by search_path) */
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "CASE %s", expr);
+	appendStringInfoString(&buf, "CASE");
 	for (int i = 0; i < (int) lengthof(ranks); i++)
-		appendStringInfo(&buf, " WHEN '%s' THEN %d", ranks[i].status, ranks[i].rank);
+		appendStringInfo(&buf, " WHEN %s OPERATOR(pg_catalog.=) '%s' THEN %d",
+						 expr, ranks[i].status, ranks[i].rank);
 	appendStringInfoString(&buf, " ELSE 0 END");
 	return buf.data;
 }
@@ -118,7 +120,8 @@ sms_next_status_poll(TimestampTz sent_at, TimestampTz now, int interval_s)
 {
 	static const int early[] = {1, 5, 30, 60};
 	static const int late[] = {1440, 2880, 4320};
-	int64		age_s = (now - sent_at) / USECS_PER_SEC;
+	/* (half an interval ahead: a late look does not bring the next at once) */
+	int64		age_s = (now - sent_at) / USECS_PER_SEC + interval_s / 2;
 	int64		next_s = 0;
 
 	for (int i = 0; i < (int) lengthof(early) && next_s == 0; i++)

@@ -46,15 +46,14 @@ prepare_walk(SmsJob *job)
 
 	if (poll->walk_pages > 0)
 		return;					/* job->url is the next page's */
-	if (timestamp2tm(poll->walk_floor, NULL, &tm, &fsec, NULL, NULL) != 0)
-		elog(ERROR, "timestamp out of range");
 	initStringInfo(&q);
 	if (!sms_is_messaging_service_sid(poll->sender))
 		sms_twilio_append_param(&q, easy, "From", poll->sender);
-	/* the key is "DateSent>", as Twilio's SDKs send it */
-	appendStringInfo(&q, "%sDateSent%%3E=%04d-%02d-%02d&PageSize=%d",
-					 q.len > 0 ? "&" : "", tm.tm_year, tm.tm_mon, tm.tm_mday,
-					 WALK_PAGE_SIZE);
+	/* the key is "DateSent>", as Twilio's SDKs send it (sms_poll_init made the floor finite) */
+	if (timestamp2tm(poll->walk_floor, NULL, &tm, &fsec, NULL, NULL) == 0)
+		appendStringInfo(&q, "%sDateSent%%3E=%04d-%02d-%02d",
+						 q.len > 0 ? "&" : "", tm.tm_year, tm.tm_mon, tm.tm_mday);
+	appendStringInfo(&q, "%sPageSize=%d", q.len > 0 ? "&" : "", WALK_PAGE_SIZE);
 	job->url = psprintf("%s?%s", sms_twilio_messages_url(), q.data);
 }
 
@@ -91,9 +90,18 @@ take_news(SmsJob *job, const TwilioMessage *m)
 	SmsPollRow *row;
 	MemoryContext old;
 
-	if (m->sid == NULL || m->status == NULL || sms_status_known(m->status) == NULL ||
+	if (m->sid == NULL || m->status == NULL ||
 		!(sms_is_sid(m->sid, "SM") || sms_is_sid(m->sid, "MM")))
 		return NULL;
+	row = sms_poll_find_row(poll, m->sid);
+	if (row && !row->answered)
+	{
+		row->answered = true;
+		poll->unanswered--;
+	}
+	/* a status of no rank (a new one of Twilio's): answered, no news */
+	if (sms_status_known(m->status) == NULL)
+		return row;
 	old = MemoryContextSwitchTo(job->cxt);
 	news = sms_poll_add_news(job, m->sid, sms_status_known(m->status));
 	news->error_code = sms_twilio_int(m->error_code);
@@ -103,13 +111,6 @@ take_news(SmsJob *job, const TwilioMessage *m)
 	if (news->price && m->price_unit)
 		news->price_unit = pstrdup(m->price_unit);
 	MemoryContextSwitchTo(old);
-
-	row = sms_poll_find_row(poll, m->sid);
-	if (row && !row->answered)
-	{
-		row->answered = true;
-		poll->unanswered--;
-	}
 	return row;
 }
 
@@ -187,7 +188,7 @@ finish_poll_request(SmsJob *job)
 		return next_get(poll, true);
 	}
 
-	if (t->http_status == 404)
+	if (t->http_status == 404 && parsed && sms_twilio_int(reply.top.code) == 20404)
 	{
 		/* deleted at the provider: nothing more will be known */
 		poll->rows[poll->next_get].gone = true;

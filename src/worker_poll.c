@@ -21,7 +21,9 @@
 #include "outbox.h"
 #include "poll.h"
 
+#include "access/xact.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 /* polls in flight or waiting for a token, at most */
@@ -30,8 +32,14 @@
 #define POLL_BATCH_ROWS 1000
 /* after a 429 without Retry-After, polls wait this long */
 #define POLL_HOLD_MS 10000
-/* a poll's lease on its rows: its requests at the rate, and a margin */
+/*
+ * A poll's lease on its rows: its requests (a walk's pages and a GET per
+ * row), the polls in flight sharing the rate, and a margin.  A poll that
+ * outlives it anyway writes no schedule over the next claim's (see
+ * outbox_status.c).
+ */
 #define POLL_LEASE_MARGIN_MS 120000
+#define POLL_MAX_REQUESTS (100 + POLL_BATCH_ROWS)
 
 /* Is polling for this worker to do now? */
 static bool
@@ -64,7 +72,7 @@ void
 sms_claim_polls(Worker *w, int limit, TimestampTz now)
 {
 	int			lease_ms = POLL_LEASE_MARGIN_MS +
-		(int) ((int64) POLL_BATCH_ROWS * 1000 / sms_status_poll_rate);
+		(int) ((int64) POLL_MAX_REQUESTS * MAX_POLLS_IN_FLIGHT * 1000 / sms_status_poll_rate);
 	int			claimed = 0;
 
 	for (int i = 0; i < limit; i++)
@@ -104,7 +112,8 @@ sms_start_polls(Worker *w, TimestampTz now)
 	if (w->polls_waiting.n == 0 || now < w->poll_hold_until ||
 		w->mode == WORKER_STOPPING)
 		return 0;
-	while (w->polls_waiting.n > 0 &&
+	/* a free request slot too: sends take what polls leave, never less */
+	while (w->polls_waiting.n > 0 && sms_free_slots(w) > 0 &&
 		   sms_bucket_available(&w->poll_bucket, sms_status_poll_rate, now) >= 1)
 	{
 		sms_start_job(w, sms_queue_pop(&w->polls_waiting));
@@ -161,6 +170,46 @@ sms_end_waiting_polls(Worker *w)
 }
 
 /*
+ * Write back one poll in a subtransaction of the turn: a trigger of the
+ * user's on status that fails must not keep the turn from writing back the
+ * sends and claiming the next ones, again at every turn.  The poll's news
+ * is then lost and its rows are looked at when their lease ends.
+ */
+static TimestampTz
+write_back_poll(SmsJob *job, TimestampTz now)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile TimestampTz first = 0;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		first = sms_outbox_write_poll(job->poll, now);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ereport(LOG,
+				(errmsg("sms: could not write back a status poll: %s", edata->message),
+				 errdetail("The delivery statuses it brought for %d messages are dropped; they are looked at again later.",
+						   job->poll->nrows)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return first;
+}
+
+/*
  * In a turn: write back the finished polls among the done jobs; returns the
  * earliest next look they set, 0 if none.
  */
@@ -171,6 +220,6 @@ sms_write_back_polls(Worker *w, TimestampTz now)
 
 	for (SmsJob *job = w->done.head; job; job = job->next)
 		if (job->kind == JOB_POLL && job->extension_oid == sms_outbox_extension_oid())
-			first = earliest(first, sms_outbox_write_poll(job->poll, now));
+			first = earliest(first, write_back_poll(job, now));
 	return first;
 }

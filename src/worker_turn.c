@@ -305,6 +305,9 @@ lose_extension(Worker *w)
 	sms_worker_set_mode(w, WORKER_NO_EXTENSION);
 	while ((job = sms_queue_pop(&w->ready)) != NULL)
 		sms_job_free(job);
+	/* polls of the outbox that is gone ask no more (those in flight end) */
+	while ((job = sms_queue_pop(&w->polls_waiting)) != NULL)
+		sms_job_free(job);
 	sms_free_done(w);
 }
 
