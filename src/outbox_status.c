@@ -42,18 +42,20 @@ static SPIPlanPtr poll_due_plan;
 static void
 prepare_claim_poll_plan(const char *s)
 {
-	Oid			args[2] = {INT4OID, INT4OID};
+	Oid			args[3] = {INT4OID, INT4OID, TEXTARRAYOID};
 
 	/*
 	 * The row whose look is most overdue, and the due rows of its sender,
 	 * most overdue first: one walk of the sender's list answers for them
-	 * all.  SKIP LOCKED: a row an application or a callback holds is taken
-	 * next time.
+	 * all.  A sender another poll is walking already ($3) waits for it: two
+	 * walks would list the same pages.  SKIP LOCKED: a row an application
+	 * or a callback holds is taken next time.
 	 */
 	claim_poll_plan = sms_prepare_plan(psprintf(
 												"WITH f AS ("
 												" SELECT from_number FROM %s.sms_outbox"
 												" WHERE " TRACKED("") " AND status_poll_at " LE " " NOW
+												" AND NOT from_number " EQ " ANY ($3)"
 												" ORDER BY status_poll_at LIMIT 1 FOR UPDATE SKIP LOCKED),"
 												" c AS ("
 												" SELECT o.id FROM %s.sms_outbox o, f"
@@ -65,7 +67,7 @@ prepare_claim_poll_plan(const char *s)
 												" FROM c WHERE o.id " EQ " c.id"
 												" RETURNING o.id, o.sid, o.from_number,"
 												" coalesce(o.sent_at, o.updated_at), o.status_poll_at", s, s, s),
-									   2, args, 0);
+									   3, args, 0);
 }
 
 static void
@@ -155,13 +157,14 @@ sms_outbox_has_polls(void)
 }
 
 /*
- * Claim up to limit due rows of one sender for a poll, leased for lease_ms;
- * NULL if none is due.
+ * Claim up to limit due rows of one sender, none of senders[n], for a poll,
+ * leased for lease_ms; NULL if none is due.
  */
 SmsJob *
-sms_outbox_claim_poll(int limit, int lease_ms)
+sms_outbox_claim_poll(int limit, int lease_ms, const char **senders, int nsenders)
 {
-	Datum		args[2] = {Int32GetDatum(limit), Int32GetDatum(lease_ms)};
+	Datum	   *elems = palloc(sizeof(Datum) * Max(nsenders, 1));
+	Datum		args[3];
 	TupleDesc	desc;
 	SmsPollRow *rows;
 	SmsJob	   *job;
@@ -171,6 +174,12 @@ sms_outbox_claim_poll(int limit, int lease_ms)
 
 	if (claim_poll_plan == NULL)
 		return NULL;
+	for (int i = 0; i < nsenders; i++)
+		elems[i] = CStringGetTextDatum(senders[i]);
+	args[0] = Int32GetDatum(limit);
+	args[1] = Int32GetDatum(lease_ms);
+	args[2] = PointerGetDatum(construct_array(elems, nsenders, TEXTOID, -1, false,
+											  TYPALIGN_INT));
 	if (SPI_execute_plan(claim_poll_plan, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not claim messages to poll");
 	n = (int) SPI_processed;

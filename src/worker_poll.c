@@ -67,18 +67,46 @@ sms_plan_polls(Worker *w, TimestampTz now, TurnPlan *plan)
 		deadline_consider(&plan->later, at, "delivery statuses fall due");
 }
 
-/* In a turn: claim up to limit polls, each the due rows of one sender. */
+/* The senders of the polls under way (at most MAX_POLLS_IN_FLIGHT). */
+static int
+senders_polled(Worker *w, const char **senders)
+{
+	int			n = 0;
+
+	for (SmsJob *job = w->polls_waiting.head; job && n < MAX_POLLS_IN_FLIGHT; job = job->next)
+		senders[n++] = job->from_number;
+	for (SmsJob *job = w->turn_polls; job && n < MAX_POLLS_IN_FLIGHT; job = job->next)
+		senders[n++] = job->from_number;
+	for (int i = 0; i < sms_http_in_flight() && n < MAX_POLLS_IN_FLIGHT; i++)
+	{
+		SmsJob	   *job = sms_http_in_flight_job(i);
+
+		if (job->kind == JOB_POLL)
+			senders[n++] = job->from_number;
+	}
+	return n;
+}
+
+/*
+ * In a turn: claim up to limit polls, each the due rows of one sender that
+ * no other poll is walking.
+ */
 void
 sms_claim_polls(Worker *w, int limit, TimestampTz now)
 {
 	int			lease_ms = POLL_LEASE_MARGIN_MS +
 		(int) ((int64) POLL_MAX_REQUESTS * MAX_POLLS_IN_FLIGHT * 1000 / sms_status_poll_rate);
+	const char *senders[MAX_POLLS_IN_FLIGHT];
 	int			claimed = 0;
 
 	for (int i = 0; i < limit; i++)
 	{
-		SmsJob	   *job = sms_outbox_claim_poll(POLL_BATCH_ROWS, lease_ms);
+		int			nsenders = senders_polled(w, senders);
+		SmsJob	   *job;
 
+		if (nsenders >= MAX_POLLS_IN_FLIGHT)
+			break;
+		job = sms_outbox_claim_poll(POLL_BATCH_ROWS, lease_ms, senders, nsenders);
 		if (job == NULL)
 			break;
 		job->next = w->turn_polls;
