@@ -163,7 +163,7 @@ wrk.method = "POST"
 wrk.path = "/2010-04-01/Accounts/ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/Messages.json"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Accept"] = "application/json"
-wrk.headers["User-Agent"] = "pg-sms/1.0 (PostgreSQL extension)"
+wrk.headers["User-Agent"] = "pg-sms/1.1 (PostgreSQL extension)"
 wrk.headers["Authorization"] = "Basic QUNhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYTplbXVsYXRvci10b2tlbg=="
 wrk.body = "To=%2B15550012345&From=%2B15017122661&Body=bench-1%2012345"
 LUA
