@@ -653,23 +653,31 @@ finish_lookup_page(SmsJob *job)
 }
 
 /*
- * A lookup's page is up to a thousand messages: its parsed form lives in a
- * context of its own, gone once the page is matched, so that a lookup of
- * many pages holds one page at a time.
+ * A page of a list is up to a thousand messages: read_page() parses and
+ * reads it in a context of its own, gone once the page is read, so that a
+ * lookup or a poll of many pages holds one page at a time (what outlives
+ * the page is copied into the job's context).  Returns read_page()'s answer:
+ * whether another request is needed.
  */
-static bool
-twilio_finish_lookup(SmsJob *job)
+bool
+sms_twilio_read_page(SmsJob *job, bool (*read_page) (SmsJob *job))
 {
-	MemoryContext page_cxt = AllocSetContextCreate(job->cxt, "sms lookup page",
+	MemoryContext page_cxt = AllocSetContextCreate(job->cxt, "sms reply page",
 												   ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(page_cxt);
 	bool		another;
 
 	job->pages++;
-	another = finish_lookup_page(job);
+	another = read_page(job);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(page_cxt);
 	return another;
+}
+
+static bool
+twilio_finish_lookup(SmsJob *job)
+{
+	return sms_twilio_read_page(job, finish_lookup_page);
 }
 
 const SmsProvider sms_twilio_provider = {

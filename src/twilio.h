@@ -22,6 +22,7 @@ extern void sms_twilio_append_param(StringInfo buf, CURL *easy,
 extern int	sms_twilio_int(const char *s);
 extern char *sms_twilio_price(const char *s);
 extern TimestampTz sms_twilio_date(const char *s);
+extern bool sms_twilio_read_page(SmsJob *job, bool (*read_page) (SmsJob *job));
 
 /* the provider's module functions for polling (twilio_status.c) */
 extern void sms_twilio_prepare_poll(SmsJob *job);

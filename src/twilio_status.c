@@ -204,18 +204,8 @@ finish_poll_request(SmsJob *job)
 	return next_get(poll, false);
 }
 
-/* A page's parsed form lives only while the page is read (as a lookup's). */
 bool
 sms_twilio_finish_poll(SmsJob *job)
 {
-	MemoryContext page_cxt = AllocSetContextCreate(job->cxt, "sms poll page",
-												   ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(page_cxt);
-	bool		another;
-
-	job->pages++;
-	another = finish_poll_request(job);
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(page_cxt);
-	return another;
+	return sms_twilio_read_page(job, finish_poll_request);
 }
