@@ -11,20 +11,26 @@ OBJS = \
 	src/url.o \
 	src/enqueue.o \
 	src/cancel.o \
+	src/callback.o \
+	src/status.o \
 	src/identity.o \
 	src/insert.o \
 	src/validate.o \
 	src/encoding.o \
 	src/job.o \
 	src/outbox.o \
+	src/outbox_status.o \
+	src/poll.o \
 	src/http.o \
 	src/provider.o \
 	src/twilio.o \
 	src/twilio_auth.o \
 	src/twilio_json.o \
+	src/twilio_status.o \
 	src/worker.o \
 	src/worker_requests.o \
 	src/worker_turn.o \
+	src/worker_poll.o \
 	src/outcome.o \
 	src/standby.o \
 	src/shared.o \
@@ -39,7 +45,7 @@ PGFILEDESC = "sms - send SMS from SQL"
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter
 SHLIB_LINK = -lcurl
 
-REGRESS = install validate encoding outbox privileges insert
+REGRESS = install validate encoding outbox privileges insert callback
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf
 
 # The PostgreSQL major to build for and test on: the one the distribution

@@ -38,6 +38,13 @@
 
 static SmsOutbox current;		/* relid InvalidOid: none found yet */
 
+/* Has the outbox version 1.1's delivery columns? */
+static bool
+has_delivery_columns(Oid relid)
+{
+	return get_attnum(relid, "delivered_at") != InvalidAttrNumber;
+}
+
 /*
  * The schema an extension was created in (PostgreSQL 15 keeps its own
  * get_extension_schema() private).
@@ -94,7 +101,13 @@ outbox_unchanged(void)
 	same = strcmp(NameStr(((Form_pg_namespace) GETSTRUCT(tup))->nspname),
 				  current.nspname) == 0;
 	ReleaseSysCache(tup);
-	return same;
+
+	/*
+	 * ALTER EXTENSION sms UPDATE adds columns to the same table: statements
+	 * for the older outbox must be prepared again for the newer.
+	 */
+	return same &&
+		has_delivery_columns(current.relid) == current.delivery_columns;
 }
 
 /*
@@ -134,6 +147,7 @@ sms_outbox(bool missing_ok)
 	current.nspid = nspid;
 	strlcpy(current.nspname, get_namespace_name(nspid), NAMEDATALEN);
 	current.relid = relid;
+	current.delivery_columns = has_delivery_columns(relid);
 	current.generation++;
 	if (!outbox_unchanged())
 		elog(ERROR, "cache lookup failed for relation %u", relid);

@@ -17,6 +17,7 @@ typedef struct SmsOutbox
 	Oid			nspid;			/* the extension's schema */
 	char		nspname[NAMEDATALEN];
 	Oid			owner;			/* the outbox's owner, as of now */
+	bool		delivery_columns;	/* version 1.1's status_changed_at, ... */
 
 	/*
 	 * Changes whenever any of the above but the owner does: statements

@@ -21,7 +21,8 @@
 typedef enum SmsJobKind
 {
 	JOB_SEND,					/* create the message at the provider */
-	JOB_LOOKUP					/* find out whether an earlier attempt did */
+	JOB_LOOKUP,					/* find out whether an earlier attempt did */
+	JOB_POLL					/* ask for sent messages' delivery status */
 } SmsJobKind;
 
 /* What a finished job does to its row. */
@@ -70,6 +71,7 @@ typedef struct SmsJob
 	int			nbatch;
 	TimestampTz listed_back_to; /* the oldest message a lookup has listed */
 	bool		lookup_alone;	/* a batch could not reach back to this row */
+	struct SmsPoll *poll;		/* a poll's rows and news (poll.h) */
 
 	/* the outcome, written back */
 	SmsOutcome	outcome;

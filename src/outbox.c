@@ -14,6 +14,8 @@
  */
 #include "identity.h"
 #include "outbox.h"
+#include "outbox_sql.h"
+#include "status.h"
 #include "standby.h"
 
 #include "access/xact.h"
@@ -38,8 +40,8 @@ static SPIPlanPtr recover_plan;
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr purge_plan;
 
-static SPIPlanPtr
-prepare_with(const char *sql, int nargs, Oid *argtypes, int cursor_options)
+SPIPlanPtr
+sms_prepare_plan(const char *sql, int nargs, Oid *argtypes, int cursor_options)
 {
 	SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 
@@ -53,34 +55,8 @@ prepare_with(const char *sql, int nargs, Oid *argtypes, int cursor_options)
 static SPIPlanPtr
 prepare(const char *sql, int nargs, Oid *argtypes)
 {
-	return prepare_with(sql, nargs, argtypes, 0);
+	return sms_prepare_plan(sql, nargs, argtypes, 0);
 }
-
-/*
- * The worker runs as a superuser, so nothing its statements name may resolve
- * to an object another role created.  Its search_path is pinned to
- * pg_catalog when it connects (see pin_session_settings in worker.c), and
- * every operator and
- * function here is written with its schema as well: a database owner may
- * create objects in public, and a role with CREATE on the database a schema
- * named after the worker's role, and sms_state has no "=" of its own, so an
- * exact "=(sms_state, sms_state)" there would otherwise win over
- * pg_catalog's "anyenum = anyenum".  Keywords (coalesce, CASE, IS NULL) and
- * ORDER BY (the type's default btree operator class) involve no lookup.
- * (Operators written as OPERATOR() all bind alike, left to right: mixed
- * ones need parentheses.)
- */
-#define EQ "OPERATOR(pg_catalog.=)"
-#define LT "OPERATOR(pg_catalog.<)"
-#define LE "OPERATOR(pg_catalog.<=)"
-#define GE "OPERATOR(pg_catalog.>=)"
-#define PLUS "OPERATOR(pg_catalog.+)"
-#define MINUS "OPERATOR(pg_catalog.-)"
-#define NOW "pg_catalog.now()"
-/* an interval of the given milliseconds (an integer parameter) */
-#define MS_INTERVAL(param) \
-	"pg_catalog.make_interval(secs => " param "::pg_catalog.float8" \
-	" OPERATOR(pg_catalog./) 1000::pg_catalog.float8)"
 
 #define CLAIMED_COLUMNS \
 	"o.id, o.attempts, o.priority, o.next_attempt_at, o.last_attempt_at, " \
@@ -149,12 +125,28 @@ prepare_claim_plans(const char *s)
 }
 
 static void
-prepare_write_back_plan(const char *s)
+prepare_write_back_plan(const char *s, bool delivery_columns)
 {
-	Oid			wb_args[13] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+	/*
+	 * Version 1.1: when the provider's status last changed, and the first
+	 * look at the delivery status of a message just sent, unless its status
+	 * is final already or polling is off ($14: sms.status_poll_interval in
+	 * seconds, 0 when off).
+	 */
+	const char *delivery_status = psprintf(
+										   " status_changed_at = CASE WHEN r.status IS NOT NULL AND (o.status IS NULL"
+										   " OR r.status " NE " o.status)"
+										   " THEN " NOW " ELSE o.status_changed_at END,"
+										   " status_poll_at = CASE WHEN $14 " GT " 0"
+										   " AND r.new_state " EQ " 'sent' AND o.state " NE " 'sent'"
+										   " AND (coalesce(r.status, o.status) " EQ " ANY (%s)) IS NOT TRUE"
+										   " THEN " NOW " " PLUS " pg_catalog.make_interval(secs => $14)"
+										   " ELSE o.status_poll_at END,",
+										   sms_status_finals_sql());
+	Oid			wb_args[14] = {INT8ARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
 		TEXTARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	TIMESTAMPTZARRAYOID};
+	TIMESTAMPTZARRAYOID, INT4OID};
 
 	/*
 	 * Every write-back is guarded by the state and attempt it expects: a late
@@ -162,12 +154,13 @@ prepare_write_back_plan(const char *s)
 	 * primary key probe per element) is the same for any batch: always the
 	 * generic one, rather than planning each batch's arrays anew.
 	 */
-	write_back_plan = prepare_with(psprintf(
+	write_back_plan = sms_prepare_plan(psprintf(
 									   "UPDATE %s.sms_outbox o SET"
 									   " state = r.new_state::%s.sms_state,"
 									   " attempts = r.new_attempts,"
 									   " sid = coalesce(r.sid, o.sid),"
 									   " status = coalesce(r.status, o.status),"
+									   "%s"
 									   " error_code = r.error_code,"
 									   " error_message = r.error_message,"
 									   " num_segments = coalesce(r.num_segments, o.num_segments),"
@@ -187,8 +180,9 @@ prepare_write_back_plan(const char *s)
 									   " num_segments, price, price_unit, next_attempt_at)"
 									   " WHERE o.id " EQ " r.id"
 									   " AND o.state " EQ " r.expected_state::%s.sms_state"
-									   " AND o.attempts " EQ " r.expected_attempts", s, s, s),
-								   13, wb_args, CURSOR_OPT_GENERIC_PLAN);
+									   " AND o.attempts " EQ " r.expected_attempts", s, s,
+									   delivery_columns ? delivery_status : "", s),
+								   14, wb_args, CURSOR_OPT_GENERIC_PLAN);
 }
 
 static void
@@ -283,9 +277,10 @@ prepare_plans(const SmsOutbox *outbox)
 	recover_plan = next_due_plan = purge_plan = NULL;
 	plans_generation = 0;
 	prepare_claim_plans(s);
-	prepare_write_back_plan(s);
+	prepare_write_back_plan(s, outbox->delivery_columns);
 	prepare_recover_plan(s);
 	prepare_due_and_purge_plans(s);
+	sms_outbox_status_prepare(outbox, s);
 	plans_extension_oid = outbox->extoid;
 	plans_generation = outbox->generation;
 }
@@ -481,8 +476,8 @@ sms_outbox_claim_unknown(int limit, int lease_ms, TimestampTz alone_before,
 }
 
 /* text Datum for a UTF-8 string from the provider, or NULL */
-static Datum
-provider_text(const char *s, bool *isnull)
+Datum
+sms_provider_text(const char *s, bool *isnull)
 {
 	char	   *conv;
 
@@ -508,7 +503,7 @@ sms_outbox_write_back(SmsWriteBack *wb, int n)
 	Oid			elemtypes[13] = {INT8OID, TEXTOID, INT4OID, TEXTOID, INT4OID,
 		TEXTOID, TEXTOID, INT4OID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
 	TIMESTAMPTZOID};
-	Datum		args[13];
+	Datum		args[14];
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
 	int			c,
@@ -532,15 +527,15 @@ sms_outbox_write_back(SmsWriteBack *wb, int n)
 		cols[2][i] = Int32GetDatum(wb[i].expected_attempts);
 		cols[3][i] = CStringGetTextDatum(wb[i].new_state);
 		cols[4][i] = Int32GetDatum(wb[i].new_attempts);
-		cols[5][i] = provider_text(job->sid, &nulls[5][i]);
-		cols[6][i] = provider_text(job->status, &nulls[6][i]);
+		cols[5][i] = sms_provider_text(job->sid, &nulls[5][i]);
+		cols[6][i] = sms_provider_text(job->status, &nulls[6][i]);
 		cols[7][i] = Int32GetDatum(job->error_code);
 		nulls[7][i] = (job->error_code == 0);
-		cols[8][i] = provider_text(wb[i].error_message, &nulls[8][i]);
+		cols[8][i] = sms_provider_text(wb[i].error_message, &nulls[8][i]);
 		cols[9][i] = Int32GetDatum(job->num_segments);
 		nulls[9][i] = (job->num_segments < 0);
-		cols[10][i] = provider_text(job->price, &nulls[10][i]);
-		cols[11][i] = provider_text(job->price_unit, &nulls[11][i]);
+		cols[10][i] = sms_provider_text(job->price, &nulls[10][i]);
+		cols[11][i] = sms_provider_text(job->price_unit, &nulls[11][i]);
 		cols[12][i] = TimestampTzGetDatum(wb[i].next_attempt_at);
 		nulls[12][i] = (wb[i].next_attempt_at == 0);
 	}
@@ -557,6 +552,7 @@ sms_outbox_write_back(SmsWriteBack *wb, int n)
 													 typlen, typbyval, typalign));
 	}
 
+	args[13] = Int32GetDatum(sms_status_poll ? sms_status_poll_interval_s : 0);
 	if (SPI_execute_plan(write_back_plan, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not write back message outcomes");
 	return (int) SPI_processed;

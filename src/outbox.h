@@ -35,4 +35,12 @@ extern int	sms_outbox_write_back(SmsWriteBack *wb, int n);
 extern void sms_outbox_next_due(TimestampTz *pending_due, TimestampTz *unknown_due);
 extern int	sms_outbox_purge(int retention_s);
 
+/* outbox_status.c */
+struct SmsPoll;
+extern bool sms_outbox_has_polls(void);
+extern SmsJob *sms_outbox_claim_poll(int limit, int lease_ms,
+									 const char **senders, int nsenders);
+extern TimestampTz sms_outbox_next_poll_due(void);
+extern TimestampTz sms_outbox_write_poll(const struct SmsPoll *poll, TimestampTz now);
+
 #endif							/* SMS_OUTBOX_H */

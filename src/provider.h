@@ -31,6 +31,14 @@ typedef struct SmsProvider
 	 * to be fetched first (prepare_lookup is then called again).
 	 */
 	bool		(*finish_lookup) (SmsJob *job);
+
+	/*
+	 * A poll of delivery statuses (poll.h): set the next request's options,
+	 * then read its reply into job->poll; returns true if another request
+	 * is needed (prepare_poll is then called again).
+	 */
+	void		(*prepare_poll) (SmsJob *job);
+	bool		(*finish_poll) (SmsJob *job);
 } SmsProvider;
 
 /* the module sms.provider names */

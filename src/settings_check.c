@@ -183,6 +183,44 @@ sms_check_api_url(char **newval, void **extra, GucSource source)
 }
 
 /*
+ * sms.status_callback_url: where the provider POSTs status changes.  Empty
+ * for none.  https (http only to this machine, for tests), a host, no user
+ * name or password (every role can read the setting), no fragment; a path
+ * and a query are the receiver's business (sms_id is appended).
+ */
+bool
+sms_check_status_callback_url(char **newval, void **extra, GucSource source)
+{
+	SmsUrl		u;
+	bool		ok = false;
+	const char *example = "'https://example.com/sms/status'";
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	for (const char *p = *newval; *p; p++)
+		if ((unsigned char) *p <= 0x20 || *p == 0x7f)
+		{
+			GUC_check_errdetail("The status callback URL contains a space or a control character.");
+			return false;
+		}
+	if (sms_url_parse(*newval, &u) != CURLUE_OK || u.host == NULL || u.host[0] == '\0')
+		GUC_check_errdetail("The status callback URL must be an absolute URL with a host.");
+	else if (strcmp(u.scheme, "https") != 0 &&
+			 !(strcmp(u.scheme, "http") == 0 && is_loopback_host(u.host)))
+		GUC_check_errdetail("The status callback URL must start with \"https://\" (\"http://\" only for 127.0.0.1, localhost or [::1]).");
+	else if (u.userinfo)
+		GUC_check_errdetail("The status callback URL must not contain a user name or password: every role can read this setting.");
+	else if (u.fragment)
+		GUC_check_errdetail("The status callback URL must not have a fragment (\"#...\").");
+	else
+		ok = true;
+	if (!ok)
+		GUC_check_errhint("For example %s.", example);
+	sms_url_free(&u);
+	return ok;
+}
+
+/*
  * sms.ca_file: a file the server can read.  What is in it is left to
  * libcurl, and a file removed later pauses the queue with the reason; but
  * a name that leads nowhere is caught here.

@@ -12,5 +12,7 @@
 
 extern bool sms_check_api_url(char **newval, void **extra, GucSource source);
 extern bool sms_check_ca_file(char **newval, void **extra, GucSource source);
+extern bool sms_check_status_callback_url(char **newval, void **extra,
+										 GucSource source);
 
 #endif							/* SMS_SETTINGS_CHECK_H */

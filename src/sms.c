@@ -41,6 +41,10 @@ int			sms_reconcile_rate = 10;
 char	   *sms_ca_file = NULL;
 int			sms_retention_s = 0;
 int			sms_workers = 1;
+bool		sms_status_poll = true;
+int			sms_status_poll_interval_s = 60;
+int			sms_status_poll_rate = 5;
+char	   *sms_status_callback_url = NULL;
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
@@ -259,12 +263,54 @@ define_worker_settings(void)
 							NULL, NULL, NULL);
 }
 
+/* How the delivery status of sent messages is followed (version 1.1). */
+static void
+define_delivery_settings(void)
+{
+	DefineCustomBoolVariable("sms.status_poll",
+							 "Asks the provider for the delivery status of sent messages not final yet.",
+							 NULL,
+							 &sms_status_poll,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sms.status_poll_interval",
+							"The first look at a message's delivery status after it was sent; later looks come further apart.",
+							NULL,
+							&sms_status_poll_interval_s,
+							60, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("sms.status_poll_rate",
+							"Requests per second at most when polling delivery statuses, beside sms.rate_limit's sends.",
+							"Each request (a page of up to 1000 listed messages, or one message) counts once.",
+							&sms_status_poll_rate,
+							5, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("sms.status_callback_url",
+							   "URL the provider POSTs status changes to (StatusCallback); empty for none.",
+							   NULL,
+							   &sms_status_callback_url,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   sms_check_status_callback_url, NULL, NULL);
+}
+
 static void
 define_settings(void)
 {
 	define_provider_settings();
 	define_sending_settings();
 	define_worker_settings();
+	define_delivery_settings();
 	MarkGUCPrefixReserved("sms");
 }
 

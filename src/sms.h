@@ -18,7 +18,7 @@
 
 #include "compat.h"
 
-#define SMS_VERSION "1.0"
+#define SMS_VERSION "1.1"
 #define SMS_USER_AGENT "pg-sms/" SMS_VERSION " (PostgreSQL extension)"
 
 /* settings (sms.c) */
@@ -40,6 +40,10 @@ extern int	sms_reconcile_rate;
 extern char *sms_ca_file;
 extern int	sms_retention_s;
 extern int	sms_workers;
+extern bool sms_status_poll;
+extern int	sms_status_poll_interval_s;
+extern int	sms_status_poll_rate;
+extern char *sms_status_callback_url;
 
 #define SMS_MAX_WORKERS 16
 

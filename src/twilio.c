@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "http.h"
+#include "twilio.h"
 #include "twilio_auth.h"
 #include "twilio_json.h"
 #include "lib/stringinfo.h"
@@ -53,8 +54,8 @@ twilio_missing_settings(void)
 }
 
 /* Length of sms.api_url without trailing slashes, to append paths to. */
-static int
-api_base_len(void)
+int
+sms_twilio_base_len(void)
 {
 	int			len = strlen(sms_api_url);
 
@@ -67,8 +68,8 @@ api_base_len(void)
  * {api_url}/2010-04-01/Accounts/{AccountSid}/Messages.json, built once per
  * value of the settings rather than for every message (libcurl copies it).
  */
-static const char *
-messages_url(void)
+const char *
+sms_twilio_messages_url(void)
 {
 	static char *url = NULL;
 	static char *for_api_url = NULL;
@@ -88,7 +89,7 @@ messages_url(void)
 		old = MemoryContextSwitchTo(TopMemoryContext);
 
 		url = psprintf("%.*s/2010-04-01/Accounts/%s/Messages.json",
-					   api_base_len(), sms_api_url, sms_account_sid);
+					   sms_twilio_base_len(), sms_api_url, sms_account_sid);
 		MemoryContextSwitchTo(old);
 		for_api_url = MemoryContextStrdup(TopMemoryContext, sms_api_url);
 		for_account_sid = MemoryContextStrdup(TopMemoryContext, sms_account_sid);
@@ -96,8 +97,8 @@ messages_url(void)
 	return url;
 }
 
-static void
-append_param(StringInfo buf, CURL *easy, const char *name, const char *value)
+void
+sms_twilio_append_param(StringInfo buf, CURL *easy, const char *name, const char *value)
 {
 	char	   *esc = curl_easy_escape(easy, value, 0);
 
@@ -117,19 +118,25 @@ twilio_prepare_send(SmsJob *job)
 	int			i;
 
 	initStringInfo(&form);
-	append_param(&form, easy, "To", job->to_number);
+	sms_twilio_append_param(&form, easy, "To", job->to_number);
 	if (sms_is_messaging_service_sid(job->from_number))
-		append_param(&form, easy, "MessagingServiceSid", job->from_number);
+		sms_twilio_append_param(&form, easy, "MessagingServiceSid", job->from_number);
 	else
-		append_param(&form, easy, "From", job->from_number);
+		sms_twilio_append_param(&form, easy, "From", job->from_number);
 	if (job->body != NULL && job->body[0] != '\0')
-		append_param(&form, easy, "Body", job->body);
+		sms_twilio_append_param(&form, easy, "Body", job->body);
 	/* repeated, as Twilio and its SDKs send it */
 	for (i = 0; i < job->nmedia; i++)
-		append_param(&form, easy, "MediaUrl", job->media_urls[i]);
+		sms_twilio_append_param(&form, easy, "MediaUrl", job->media_urls[i]);
+	/* the outbox id in the URL finds the row of each callback (callback.c) */
+	if (sms_status_callback_url && sms_status_callback_url[0] != '\0')
+		sms_twilio_append_param(&form, easy, "StatusCallback",
+					 psprintf("%s%csms_id=" INT64_FORMAT, sms_status_callback_url,
+							  strchr(sms_status_callback_url, '?') ? '&' : '?',
+							  job->id));
 
 	job->post_fields = form.data;
-	job->url = (char *) messages_url();
+	job->url = (char *) sms_twilio_messages_url();
 
 	curl_easy_setopt(easy, CURLOPT_URL, job->url);
 	curl_easy_setopt(easy, CURLOPT_POST, 1L);
@@ -155,13 +162,13 @@ twilio_prepare_lookup(SmsJob *job)
 		 */
 		initStringInfo(&q);
 		if (job->nbatch == 0)
-			append_param(&q, easy, "To", job->to_number);
+			sms_twilio_append_param(&q, easy, "To", job->to_number);
 		/* with a Messaging Service the sending number is the provider's pick */
 		if (!sms_is_messaging_service_sid(job->from_number))
-			append_param(&q, easy, "From", job->from_number);
+			sms_twilio_append_param(&q, easy, "From", job->from_number);
 		appendStringInfo(&q, "%sPageSize=%d", q.len > 0 ? "&" : "",
 						 job->nbatch == 0 ? SINGLE_LOOKUP_PAGE_SIZE : LOOKUP_PAGE_SIZE);
-		job->url = psprintf("%s?%s", messages_url(), q.data);
+		job->url = psprintf("%s?%s", sms_twilio_messages_url(), q.data);
 	}
 
 	curl_easy_setopt(easy, CURLOPT_URL, job->url);
@@ -220,13 +227,13 @@ transport_failure(SmsJob *job)
 		return;
 	}
 	job->pause_reason = sms_http_setting_failure(t,
-												 psprintf("%.*s", api_base_len(), sms_api_url));
+												 psprintf("%.*s", sms_twilio_base_len(), sms_api_url));
 	job->pause_network = job->pause_reason != NULL;
 	job->outcome = job->pause_reason ? OUTCOME_PAUSE : OUTCOME_RETRY;
 }
 
-static int
-parse_int(const char *s)
+int
+sms_twilio_int(const char *s)
 {
 	long		v;
 	char	   *end;
@@ -241,8 +248,8 @@ parse_int(const char *s)
 }
 
 /* Twilio sends prices as strings such as "-0.00750"; keep only numbers. */
-static char *
-valid_price(const char *s)
+char *
+sms_twilio_price(const char *s)
 {
 	const char *p = s;
 
@@ -272,10 +279,10 @@ take_message(SmsJob *job, TwilioMessage *m)
 
 	job->sid = m->sid ? pstrdup(m->sid) : NULL;
 	job->status = m->status ? pstrdup(m->status) : NULL;
-	job->num_segments = m->num_segments ? parse_int(m->num_segments) : -1;
+	job->num_segments = m->num_segments ? sms_twilio_int(m->num_segments) : -1;
 	if (job->num_segments == 0)
 		job->num_segments = -1;
-	job->price = valid_price(m->price);
+	job->price = sms_twilio_price(m->price);
 	job->price_unit = m->price_unit ? pstrdup(m->price_unit) : NULL;
 	job->error_code = 0;
 	job->error_message = NULL;
@@ -344,7 +351,7 @@ twilio_finish_send(SmsJob *job)
 		return;
 	}
 
-	code = parsed ? parse_int(reply.top.code) : 0;
+	code = parsed ? sms_twilio_int(reply.top.code) : 0;
 	if (parsed && reply.top.message)
 		set_error(job, code, "%s", reply.top.message);
 	else
@@ -386,8 +393,8 @@ month_number(const char *mon)
 }
 
 /* Twilio's RFC 2822 dates: "Thu, 26 Nov 2026 22:20:53 +0000"; 0 if not one. */
-static TimestampTz
-parse_rfc2822(const char *s)
+TimestampTz
+sms_twilio_date(const char *s)
 {
 	int			day,
 				year,
@@ -516,7 +523,7 @@ match_page(SmsJob *job, TwilioReply *reply)
 	for (int m = 0; m < reply->nmessages && unsettled; m++)
 	{
 		TwilioMessage *msg = &reply->messages[m];
-		TimestampTz created = parse_rfc2822(msg->date_created);
+		TimestampTz created = sms_twilio_date(msg->date_created);
 		SmsJob	   *best = NULL;
 
 		for (int i = 0; i <= job->nbatch; i++)
@@ -616,7 +623,7 @@ finish_lookup_page(SmsJob *job)
 
 	if (t->http_status != 200)
 	{
-		code = parse_int(reply.top.code);
+		code = sms_twilio_int(reply.top.code);
 		if ((reason = account_wide_reason(t->http_status, code)) != NULL)
 			job->pause_reason = MemoryContextStrdup(job->cxt, reason);
 		settle_rest(job, OUTCOME_LOOKUP_AGAIN, code,
@@ -634,7 +641,7 @@ finish_lookup_page(SmsJob *job)
 			return false;
 		}
 		job->url = MemoryContextStrdup(job->cxt,
-									   psprintf("%.*s%s", api_base_len(), sms_api_url,
+									   psprintf("%.*s%s", sms_twilio_base_len(), sms_api_url,
 												reply.next_page_uri));
 		return true;
 	}
@@ -646,23 +653,31 @@ finish_lookup_page(SmsJob *job)
 }
 
 /*
- * A lookup's page is up to a thousand messages: its parsed form lives in a
- * context of its own, gone once the page is matched, so that a lookup of
- * many pages holds one page at a time.
+ * A page of a list is up to a thousand messages: read_page() parses and
+ * reads it in a context of its own, gone once the page is read, so that a
+ * lookup or a poll of many pages holds one page at a time (what outlives
+ * the page is copied into the job's context).  Returns read_page()'s answer:
+ * whether another request is needed.
  */
-static bool
-twilio_finish_lookup(SmsJob *job)
+bool
+sms_twilio_read_page(SmsJob *job, bool (*read_page) (SmsJob *job))
 {
-	MemoryContext page_cxt = AllocSetContextCreate(job->cxt, "sms lookup page",
+	MemoryContext page_cxt = AllocSetContextCreate(job->cxt, "sms reply page",
 												   ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(page_cxt);
 	bool		another;
 
 	job->pages++;
-	another = finish_lookup_page(job);
+	another = read_page(job);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(page_cxt);
 	return another;
+}
+
+static bool
+twilio_finish_lookup(SmsJob *job)
+{
+	return sms_twilio_read_page(job, finish_lookup_page);
 }
 
 const SmsProvider sms_twilio_provider = {
@@ -672,4 +687,6 @@ const SmsProvider sms_twilio_provider = {
 	.prepare_lookup = twilio_prepare_lookup,
 	.finish_send = twilio_finish_send,
 	.finish_lookup = twilio_finish_lookup,
+	.prepare_poll = sms_twilio_prepare_poll,
+	.finish_poll = sms_twilio_finish_poll,
 };

@@ -52,6 +52,14 @@ field_slot(TwilioMessage *m, const char *name)
 		case 'd':
 			if (strcmp(name, "date_created") == 0)
 				return &m->date_created;
+			if (strcmp(name, "date_sent") == 0)
+				return &m->date_sent;
+			break;
+		case 'e':
+			if (strcmp(name, "error_code") == 0)
+				return &m->error_code;
+			if (strcmp(name, "error_message") == 0)
+				return &m->error_message;
 			break;
 		case 'f':
 			if (strcmp(name, "from") == 0)

@@ -20,6 +20,9 @@ typedef struct TwilioMessage
 	char	   *messaging_service_sid;
 	char	   *body;
 	char	   *date_created;
+	char	   *date_sent;
+	char	   *error_code;		/* a message's delivery error */
+	char	   *error_message;
 	char	   *num_segments;
 	char	   *price;
 	char	   *price_unit;

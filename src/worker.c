@@ -204,13 +204,19 @@ next_deadline(Worker *w, TimestampTz now)
 	long		curl_ms = sms_http_timeout_ms();
 
 	sms_plan_turn(w, now, false, &plan);
-	if (plan.write_back || plan.send_limit > 0 || plan.lookup_limit > 0)
+	if (plan.write_back || plan.send_limit > 0 || plan.lookup_limit > 0 ||
+		plan.poll_limit > 0)
 		return (Deadline) {now, "a turn of the database"};
 	d = plan.later;
 	deadline_consider(&d, TimestampTzPlusMilliseconds(now, WORKER_IDLE_MS), "the idle wait");
 	if (w->ready.n > 0 && w->mode == WORKER_RUNNING && sms_free_slots(w) > 0)
 		deadline_consider(&d, sms_bucket_next_token_at(&w->send_bucket, w->rate, now),
 						  "sms.rate_limit's next token");
+	if (w->polls_waiting.n > 0)
+		deadline_consider(&d, Max(w->poll_hold_until,
+								  sms_bucket_next_token_at(&w->poll_bucket,
+														   sms_status_poll_rate, now)),
+						  "sms.status_poll_rate's next token");
 	if (curl_ms >= 0)
 		deadline_consider(&d, TimestampTzPlusMilliseconds(now, curl_ms), "curl's timer");
 	if (w->mode != WORKER_NO_EXTENSION)
@@ -242,6 +248,7 @@ shut_down(Worker *w, WaitEventSet *set)
 	HOLD_INTERRUPTS();
 	sms_worker_set_mode(w, WORKER_STOPPING);
 	sms_abandon_ready(w);
+	sms_end_waiting_polls(w);
 	/* a standby that does not answer must not keep us from stopping */
 	sms_commit_locally();
 
@@ -261,6 +268,8 @@ shut_down(Worker *w, WaitEventSet *set)
 		sms_drive_requests(w);
 	}
 	sms_abort_in_flight(w);
+	/* polls whose requests finished in the grace wait no longer */
+	sms_end_waiting_polls(w);
 
 	/* the last write-back may wait for a row lock, until lock_timeout */
 	RESUME_INTERRUPTS();
@@ -348,11 +357,12 @@ maybe_turn(Worker *w, TimestampTz now, bool woken)
 	TurnPlan	plan;
 
 	sms_plan_turn(w, now, woken, &plan);
-	if (!plan.write_back && plan.send_limit == 0 && plan.lookup_limit == 0)
+	if (!plan.write_back && plan.send_limit == 0 && plan.lookup_limit == 0 &&
+		plan.poll_limit == 0)
 		return;
-	elog(DEBUG2, "sms worker: turn: %d to write back, claim %d + %d lookups",
-		 w->done.n, plan.send_limit, plan.lookup_limit);
-	sms_database_turn(w, plan.send_limit, plan.lookup_limit);
+	elog(DEBUG2, "sms worker: turn: %d to write back, claim %d + %d lookups + %d polls",
+		 w->done.n, plan.send_limit, plan.lookup_limit, plan.poll_limit);
+	sms_database_turn(w, &plan);
 	sms_start_ready(w, GetCurrentTimestamp());
 	/* replies may already have come: collect them before sleeping */
 	sms_drive_requests(w);
@@ -424,7 +434,11 @@ sms_worker_main(Datum main_arg)
 	sms_settings_applied(MyStartTimestamp);
 
 	/* the first turn looks at the outbox at once */
-	sms_database_turn(w, 0, 0);
+	{
+		TurnPlan	first = {0};
+
+		sms_database_turn(w, &first);
+	}
 	sms_start_ready(w, GetCurrentTimestamp());
 	sms_drive_requests(w);
 

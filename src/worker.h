@@ -64,6 +64,7 @@ typedef struct TurnPlan
 	bool		write_back;		/* outcomes to write, or the outbox to look at */
 	int			send_limit;		/* rows to claim for sending */
 	int			lookup_limit;	/* lookups to claim */
+	int			poll_limit;		/* polls of delivery status to claim */
 	Deadline	later;			/* if nothing now: when there will be */
 } TurnPlan;
 
@@ -88,6 +89,16 @@ typedef struct Worker
 	SmsJob	   *turn_sends;		/* claimed by the turn under way */
 	SmsJob	   *turn_lookups;
 	TimestampTz lookup_alone_before;	/* older attempts: no batch */
+
+	/* polls of delivery status (worker_poll.c; the first worker's) */
+	SmsJob	   *turn_polls;		/* claimed by the turn under way */
+	JobQueue	polls_waiting;	/* for sms.status_poll_rate's next token */
+	int			polls_in_flight;
+	TokenBucket poll_bucket;
+	TimestampTz poll_due;		/* the next look due, 0 if none known */
+	TimestampTz poll_hold_until;	/* after the provider's 429 */
+	bool		poll_failing;	/* the last poll failed (logged once) */
+	bool		polls_claimed_short;	/* the turn's claim found fewer due */
 
 	/* rates */
 	TokenBucket send_bucket;	/* sms.rate_limit's */
@@ -138,10 +149,19 @@ extern void sms_abort_in_flight(Worker *w);
 
 /* worker_turn.c */
 extern void sms_plan_turn(Worker *w, TimestampTz now, bool woken, TurnPlan *plan);
-extern void sms_database_turn(Worker *w, int send_limit, int lookup_limit);
+extern void sms_database_turn(Worker *w, const TurnPlan *plan);
 extern void sms_write_back_at_exit(Worker *w);
 extern void sms_run_retention(Worker *w, TimestampTz now);
 extern void sms_free_done(Worker *w);
+
+/* worker_poll.c */
+extern void sms_plan_polls(Worker *w, TimestampTz now, TurnPlan *plan);
+extern void sms_claim_polls(Worker *w, int limit, TimestampTz now);
+extern void sms_hand_on_polls(Worker *w);
+extern int	sms_start_polls(Worker *w, TimestampTz now);
+extern void sms_poll_finished(Worker *w, SmsJob *job, bool another_request);
+extern TimestampTz sms_write_back_polls(Worker *w, TimestampTz now);
+extern void sms_end_waiting_polls(Worker *w);
 
 /* Earlier of two times, where 0 means never. */
 static inline TimestampTz

@@ -16,6 +16,7 @@
 #include "worker.h"
 
 #include "http.h"
+#include "poll.h"
 #include "standby.h"
 
 #include "utils/memutils.h"
@@ -224,13 +225,17 @@ sms_start_job(Worker *w, SmsJob *job)
 	sms_http_easy_for(job);
 	if (job->kind == JOB_SEND)
 		w->provider->prepare_send(job);
-	else
+	else if (job->kind == JOB_LOOKUP)
 		w->provider->prepare_lookup(job);
+	else
+		w->provider->prepare_poll(job);
 	sms_http_start(job);
 	MemoryContextSwitchTo(old);
 
 	if (job->kind == JOB_LOOKUP)
 		w->lookups_in_flight++;
+	else if (job->kind == JOB_POLL)
+		w->polls_in_flight++;
 }
 
 /* curl's last question before a request's first byte leaves */
@@ -293,10 +298,10 @@ int
 sms_start_ready(Worker *w, TimestampTz now)
 {
 	int			n;
-	int			started = 0;
+	int			started = sms_start_polls(w, now);
 
 	if (w->ready.n == 0 || !sms_release_held_claims(w))
-		return 0;
+		return started;
 	n = Min(sms_free_slots(w), sms_bucket_available(&w->send_bucket, w->rate, now));
 	/* paused, only the one probing message goes, and alone */
 	if (w->mode == WORKER_PAUSED)
@@ -346,10 +351,15 @@ finish_job(Worker *w, SmsJob *job, bool *another_page)
 			w->provider->finish_send(job);
 		}
 	}
-	else
+	else if (job->kind == JOB_LOOKUP)
 	{
 		w->lookups_in_flight--;
 		*another_page = w->provider->finish_lookup(job);
+	}
+	else
+	{
+		w->polls_in_flight--;
+		*another_page = w->provider->finish_poll(job);
 	}
 	MemoryContextSwitchTo(old);
 
@@ -392,6 +402,12 @@ collect_finished(Worker *w)
 		bool		another_page;
 		JobNews		news = finish_job(w, job, &another_page);
 
+		/* (a poll's next request waits for sms.status_poll_rate's token) */
+		if (job->kind == JOB_POLL)
+		{
+			sms_poll_finished(w, job, another_page);
+			continue;
+		}
 		if (another_page)
 		{
 			sms_start_job(w, job);
@@ -506,6 +522,14 @@ sms_abort_in_flight(Worker *w)
 			}
 			else
 				job->outcome = OUTCOME_ABANDONED;
+			sms_push_done(w, job);
+			continue;
+		}
+		if (job->kind == JOB_POLL)
+		{
+			/* what it learnt is written back; its other rows wait */
+			w->polls_in_flight--;
+			job->poll->failed = true;
 			sms_push_done(w, job);
 			continue;
 		}

@@ -46,6 +46,7 @@ typedef struct WriteBackEffects
 	bool		made_unknown;	/* rows the first worker must look up */
 	TimestampTz pending_due;	/* earliest due time it set, 0 if none */
 	TimestampTz unknown_due;
+	TimestampTz poll_due;		/* the first look at rows it made sent */
 } WriteBackEffects;
 
 /* The probe of a pause, when one is due: one message now and then. */
@@ -135,6 +136,7 @@ sms_plan_turn(Worker *w, TimestampTz now, bool woken, TurnPlan *plan)
 		plan_probe(w, now, plan);
 
 	plan_lookups(w, now, plan);
+	sms_plan_polls(w, now, plan);
 }
 
 /* Add the ids of a queue's send jobs to ids[*n]. */
@@ -199,9 +201,10 @@ write_back_done(Worker *w)
 	{
 		/*
 		 * A row claimed before DROP EXTENSION is gone; its id may name
-		 * another message in a recreated outbox.
+		 * another message in a recreated outbox.  (Polls are written back
+		 * by sms_write_back_polls.)
 		 */
-		if (job->extension_oid != sms_outbox_extension_oid())
+		if (job->extension_oid != sms_outbox_extension_oid() || job->kind == JOB_POLL)
 			continue;
 		sms_plan_write_back(job, now, &wb[n]);
 		fx.handed_back |= sms_write_back_gives_back(&wb[n]);
@@ -212,9 +215,14 @@ write_back_done(Worker *w)
 			fx.unknown_due = earliest(fx.unknown_due, wb[n].next_attempt_at);
 			fx.made_unknown = true;
 		}
+		if (strcmp(wb[n].new_state, "sent") == 0 && sms_status_poll &&
+			sms_outbox_has_polls())
+			fx.poll_due = earliest(fx.poll_due,
+								   TimestampTzPlusMilliseconds(now, sms_status_poll_interval_s * 1000L));
 		n++;
 	}
 	sms_outbox_write_back(wb, n);
+	fx.poll_due = earliest(fx.poll_due, sms_write_back_polls(w, now));
 	pfree(wb);
 	return fx;
 }
@@ -297,13 +305,18 @@ lose_extension(Worker *w)
 	sms_worker_set_mode(w, WORKER_NO_EXTENSION);
 	while ((job = sms_queue_pop(&w->ready)) != NULL)
 		sms_job_free(job);
+	/* polls of the outbox that is gone ask no more (those in flight end) */
+	while ((job = sms_queue_pop(&w->polls_waiting)) != NULL)
+		sms_job_free(job);
 	sms_free_done(w);
 }
 
-/* Claim the next rows for sending, and lookups, into the turn's lists. */
+/* Claim the next rows for sending, lookups and polls, into the turn's lists. */
 static void
-claim(Worker *w, int send_limit, int lookup_limit, TimestampTz now)
+claim(Worker *w, const TurnPlan *plan, TimestampTz now)
 {
+	int			send_limit = plan->send_limit;
+	int			lookup_limit = plan->lookup_limit;
 	int			n = 0;
 
 	if (send_limit > 0)
@@ -323,6 +336,8 @@ claim(Worker *w, int send_limit, int lookup_limit, TimestampTz now)
 		w->turn_lookups = job;
 		sms_bucket_spend(&w->lookup_bucket, sms_reconcile_rate, 1);
 	}
+	if (plan->poll_limit > 0)
+		sms_claim_polls(w, plan->poll_limit, now);
 }
 
 /* When the next rows fall due, for the loop to sleep until then. */
@@ -330,6 +345,13 @@ static void
 find_next_due(Worker *w, TimestampTz now)
 {
 	sms_outbox_next_due(&w->pending_due, &w->unknown_due);
+	if (sms_worker_slot == 0)
+	{
+		w->poll_due = sms_outbox_next_poll_due();
+		/* due yet not claimed this turn (locked): look again in a moment */
+		if (w->poll_due != 0 && w->poll_due <= now && w->polls_claimed_short)
+			w->poll_due = TimestampTzPlusMilliseconds(now, 1000);
+	}
 	/* due yet not claimed (locked by a writer): look again soon */
 	if (w->pending_due != 0 && w->pending_due <= now && !w->more_pending)
 		w->pending_due = TimestampTzPlusMilliseconds(now, 100);
@@ -362,6 +384,7 @@ hand_on_claims(Worker *w, XLogRecPtr lsn)
 		sms_start_job(w, job);
 		w->turn_lookups = next;
 	}
+	sms_hand_on_polls(w);
 }
 
 /*
@@ -369,8 +392,9 @@ hand_on_claims(Worker *w, XLogRecPtr lsn)
  * It commits before any claimed row is sent.
  */
 static void
-database_turn_once(Worker *w, int send_limit, int lookup_limit)
+database_turn_once(Worker *w, const TurnPlan *plan)
 {
+	TurnPlan	claims = *plan;
 	TimestampTz now = GetCurrentTimestamp();
 	bool		query_due;
 	bool		recovered;
@@ -389,18 +413,20 @@ database_turn_once(Worker *w, int send_limit, int lookup_limit)
 		w->recovery_pending = true;
 		w->more_pending = true;
 		sms_worker_set_mode(w, w->missing ? WORKER_SETTINGS_MISSING : WORKER_RUNNING);
-		if (send_limit == 0 && w->mode == WORKER_RUNNING)
-			send_limit = sms_claim_target(w);
+		if (claims.send_limit == 0 && w->mode == WORKER_RUNNING)
+			claims.send_limit = sms_claim_target(w);
 	}
+	w->polls_claimed_short = false;
 	/* (a sweep also finds rows restored with the triggers disabled) */
-	query_due = w->recheck_due || w->recovery_pending || lookup_limit > 0;
+	query_due = w->recheck_due || w->recovery_pending || plan->lookup_limit > 0 ||
+		plan->poll_limit > 0;
 
 	/* until a turn that took our rows back has committed, take them again */
 	recovered = w->recovery_pending && recover_rows_not_held(w) > 0;
 	fx = write_back_done(w);
 	fx.made_unknown |= recovered;
-	claim(w, send_limit, lookup_limit, now);
-	if (send_limit > 0 && !w->more_pending)
+	claim(w, &claims, now);
+	if (claims.send_limit > 0 && !w->more_pending)
 		query_due = true;
 	if (query_due)
 		find_next_due(w, now);
@@ -408,6 +434,7 @@ database_turn_once(Worker *w, int send_limit, int lookup_limit)
 	{
 		w->pending_due = earliest(w->pending_due, fx.pending_due);
 		w->unknown_due = earliest(w->unknown_due, fx.unknown_due);
+		w->poll_due = earliest(w->poll_due, fx.poll_due);
 	}
 
 	lsn = sms_outbox_commit();
@@ -443,13 +470,13 @@ recover_from_error(MemoryContext cxt)
  * is acted on between turns, where every row can be left truthful.
  */
 void
-sms_database_turn(Worker *w, int send_limit, int lookup_limit)
+sms_database_turn(Worker *w, const TurnPlan *plan)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
 	PG_TRY();
 	{
-		database_turn_once(w, send_limit, lookup_limit);
+		database_turn_once(w, plan);
 	}
 	PG_CATCH();
 	{
@@ -457,7 +484,8 @@ sms_database_turn(Worker *w, int send_limit, int lookup_limit)
 		/* what the turn claimed was rolled back, or waits for its lease */
 		free_jobs(w->turn_sends);
 		free_jobs(w->turn_lookups);
-		w->turn_sends = w->turn_lookups = NULL;
+		free_jobs(w->turn_polls);
+		w->turn_sends = w->turn_lookups = w->turn_polls = NULL;
 		w->turn_error_backoff_until =
 			TimestampTzPlusMilliseconds(GetCurrentTimestamp(), TURN_ERROR_BACKOFF_MS);
 	}

@@ -22,7 +22,7 @@ PG_REGRESS_BIN := $(PGXS_SRC)/src/test/regress/pg_regress
 PG_PERL_LIB := $(PGXS_SRC)/src/test/perl
 
 DEB_PACKAGES = build-essential postgresql-$(PG_MAJOR) postgresql-server-dev-$(PG_MAJOR) \
-	libcurl4-openssl-dev libmicrohttpd-dev libipc-run-perl curl openssl \
+	libcurl4-openssl-dev libmicrohttpd-dev nettle-dev libipc-run-perl curl openssl \
 	pkg-config clang libclang-rt-dev
 
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
@@ -125,7 +125,7 @@ test: deps
 	$(MAKE) warnings
 	$(MAKE) install
 	$(MAKE) emulator
-	$(MAKE) -C test/emulator check-segments
+	$(MAKE) -C test/emulator check-segments check-signature
 	$(MAKE) prism-deps
 	$(MAKE) fuzz FUZZ_SECONDS=10
 	$(MAKE) test-suite

@@ -17,7 +17,18 @@
 #   left unknown by the second worker, a transport pause's next try, DROP
 #   EXTENSION and DROP DATABASE while a drain runs); and, free of the
 #   machine's noise, the instructions one sms_send() transaction executes
-#   against one INSERT.
+#   against one INSERT; and first, what following delivery status costs
+#   (version 1.1, sms.status_poll): the provider requests per delivered
+#   message when polls walk the sender's list during a steady send (30,000
+#   messages at 1,000 msg/s), and drain throughput with polling on against
+#   off (50,000 messages, the two alternating, polls running during the
+#   drains).
+#
+# Every section but that first one runs with sms.status_poll off (the
+# header's output says so): they measure sending alone, as their figures
+# were measured before version 1.1.  BENCH_ONLY=status runs the set-up and
+# that section only (about 2 minutes), for working on it:
+# BENCH_ONLY=status make bench-run.
 set -euo pipefail
 
 root=${1:?usage: run.sh SCRATCH_DIR}
@@ -39,6 +50,13 @@ PGBENCH_SECS=${BENCH_PGBENCH_SECS:-6}
 # two workers: one is bound by a core at about 13,000 msg/s here (see the
 # README); a run with the default of one follows at the end for comparison
 WORKERS=${BENCH_WORKERS:-2}
+# the delivery status section's steady send, at sms.rate_limit 1000 msg/s
+N_STATUS=${BENCH_N_STATUS:-30000}
+BENCH_ONLY=${BENCH_ONLY:-}
+case "$BENCH_ONLY" in
+'' | status) ;;
+*) echo "run.sh: BENCH_ONLY=$BENCH_ONLY: only status runs alone" >&2; exit 2 ;;
+esac
 
 emulator_pid=
 tls_pid=
@@ -145,7 +163,7 @@ wrk.method = "POST"
 wrk.path = "/2010-04-01/Accounts/ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/Messages.json"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Accept"] = "application/json"
-wrk.headers["User-Agent"] = "pg-sms/1.0 (PostgreSQL extension)"
+wrk.headers["User-Agent"] = "pg-sms/1.1 (PostgreSQL extension)"
 wrk.headers["Authorization"] = "Basic QUNhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYTplbXVsYXRvci10b2tlbg=="
 wrk.body = "To=%2B15550012345&From=%2B15017122661&Body=bench-1%2012345"
 LUA
@@ -207,10 +225,128 @@ autovacuum_naptime = '1s'
 sms.workers = $WORKERS
 sms.account_sid = 'ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'
 sms.auth_token = 'emulator-token'
+# sending alone, as before version 1.1; on only in the delivery status
+# section (ALTER SYSTEM there)
+sms.status_poll = off
 CONF
 pg_ctl -D "$data" -l "$root/server.log" -w start >/dev/null
 sql "CREATE EXTENSION sms"
 say "postgresql: $(sql 'SHOW server_version'), synchronous_commit $(sql 'SHOW synchronous_commit'), fsync $(sql 'SHOW fsync'); sms.workers $(sql 'SHOW sms.workers')"
+say "sms.status_poll: off (the default is on) in every section but the first, \"delivery status cost\": the others measure sending alone, as their earlier figures (version 1.0) did; that one measures what following delivery status adds, against off, side by side"
+
+# ---------------------------------------------------------------- delivery status
+# Version 1.1 follows each sent message's delivery status: the first worker
+# polls, walking the sender's list newest first (a page answers for up to
+# 1,000 rows) and asking by SID about the rows the list did not show.  Two
+# figures: what the polls cost the provider, in requests per delivered
+# message, while messages go out steadily; and what they cost a drain,
+# against polling off.  The section leaves sms.status_poll as the header
+# set it (off) and the outbox empty.
+say ""
+say "== delivery status cost: sms.status_poll on (sms.status_poll_rate $(sql 'SHOW sms.status_poll_rate') requests/s); the emulator delivers each message about 200 ms after its create"
+start_emulator
+# a counter of the emulator's summary (lists, fetches, creates)
+emulator_count() { curl -s "$emulator_url/_emulator/summary" | sed -n "s/.*\"$1\": \([0-9]*\).*/\1/p"; }
+# until no row is tracked: every poll is over, since a poll's claimed rows
+# keep their status_poll_at until it writes back
+polls_over() { wait_for "SELECT NOT EXISTS (SELECT 1 FROM sms_outbox WHERE status_poll_at IS NOT NULL)" || true; }
+sql "ALTER SYSTEM SET sms.status_poll = on"
+sql "ALTER SYSTEM SET sms.status_poll_interval = '5s'"
+sql "ALTER SYSTEM SET sms.rate_limit = 1000"
+reload_conf
+reset_outbox
+say "  polls at a steady send: $N_STATUS messages from one sender queued in one transaction, sent at sms.rate_limit 1000 msg/s, sms.status_poll_interval 5s; COMMIT to every row 'sent' and 'delivered'"
+sql "SELECT count(sms_send('+1555' || lpad(i::text, 7, '0'), '+15017122661', 'status ' || i)) FROM generate_series(1, $N_STATUS) i" >/dev/null
+wait_for "SELECT NOT EXISTS (SELECT 1 FROM sms_outbox WHERE state <> 'sent')" || true
+wait_for "SELECT NOT EXISTS (SELECT 1 FROM sms_outbox WHERE status IS DISTINCT FROM 'delivered')" || true
+# the request log, one entry a line; its creates, lists and GETs by SID
+curl -s "$emulator_url/_emulator/requests" > "$root/status-requests.json"
+read -r lists walks gets walk_pages < <(perl -ne '
+	my ($t) = /"t_us": (\d+)/ or next;
+	my ($m) = /"method": "(\w+)"/;
+	my ($path) = /"path": "([^"]*)"/;
+	my ($q) = /"query": "([^"]*)"/;
+	if ($m eq "POST" && $path =~ m{/Messages\.json$}) { $first //= $t; next; }
+	next unless $m eq "GET";
+	if ($path =~ m{/Messages/SM[0-9a-f]{32}(\.json)?$}) { $gets++; next; }
+	next unless $path =~ m{/Messages\.json$};
+	$lists++;
+	# a walk is its first page, then Page=1, 2, ...: a page goes to the
+	# latest walk that has had the pages before it (two polls may overlap)
+	my ($page) = $q =~ /(?:^|&)Page=(\d+)/;
+	if (!$page) { push @walks, [$t, 1]; next; }
+	for my $w (reverse @walks) { if ($w->[1] == $page) { $w->[1]++; last; } }
+	END {
+		printf "%d %d %d %s\n", $lists, scalar(@walks), $gets,
+			join(",", map { sprintf "%.1f:%d", ($_->[0] - $first) / 1e6, $_->[1] } @walks) || "-";
+	}
+' "$root/status-requests.json")
+delivered=$(sql "SELECT count(*) FROM sms_outbox WHERE state = 'sent' AND status = 'delivered'")
+say "  $delivered of $N_STATUS delivered; sent over $(sql "SELECT round(extract(epoch FROM max(sent_at) - min(sent_at))::numeric, 1) FROM sms_outbox") s; the provider asked $lists list requests (pages of up to 1,000) in $walks walks, $gets GETs by SID"
+say "    walks (s after the first create: pages): ${walk_pages//,/, }"
+say "  messages delivered per list request: $(awk -v d="$delivered" -v l="$lists" 'BEGIN {if (l > 0) printf "%.0f", d / l; else print "(no list request)"}')   target: >= 500 (at most one list request per 500 messages)"
+say "  the last row delivered $(sql "SELECT round(extract(epoch FROM max(delivered_at) - max(sent_at))::numeric, 2) FROM sms_outbox") s after the last send (a row's own first look comes 5 s after its send; a walk for older rows may answer for it sooner)"
+sql "ALTER SYSTEM RESET sms.rate_limit"
+
+# Each drain follows a warm-up with the same setting, and every poll of the
+# rows before it is over (reset_outbox empties the emulator, and a poll
+# whose messages vanished would ask for each by SID, into the next drain).
+N_WARM_POLL=2000
+say "  drains with polling on against off, alternating: $N_DRAIN messages queued in one transaction as in the HTTP drains below, COMMIT to all 'sent' (no rate limit); on with sms.status_poll_interval 1s, so polls walk the list during the drain; each drain after a warm-up of $N_WARM_POLL messages with the same setting and its polls over; after one drain not measured"
+sql "ALTER SYSTEM SET sms.status_poll_interval = '1s'"
+# status_drain on|off LABEL: sets drain_rate, drain_cpu, drain_retried,
+# drain_lists (list requests while it drained) and drain_gets (GETs by SID)
+status_drain()
+{
+	sql "ALTER SYSTEM SET sms.status_poll = $1"
+	reload_conf
+	reset_outbox
+	"$bench/benchclient" drain "$conninfo" "$N_WARM_POLL" "warm-poll-$1-$2" >/dev/null
+	polls_over
+	drain_once "$N_DRAIN" "poll-$1-$2"
+	drain_lists=$(emulator_count lists)
+	drain_gets=$(emulator_count fetches)
+}
+status_drain off 0
+on_rates=""; off_rates=""; on_cpu=""; off_cpu=""; on_retried=""; off_retried=""
+on_lists=""; off_lists=""; on_gets=""; on_after=""; on_lists_all=""; poll_ratios=""
+for i in $(seq 1 "$RUNS"); do
+	for mode in $([ $((i % 2)) = 1 ] && echo off on || echo on off); do
+		status_drain "$mode" "$i"
+		if [ "$mode" = on ]; then
+			r_on=$drain_rate
+			on_rates="$on_rates $drain_rate"; on_cpu="$on_cpu $drain_cpu"; on_retried="$on_retried $drain_retried"
+			on_lists="$on_lists $drain_lists"; on_gets="$on_gets $drain_gets"
+			# then until every row is delivered and no poll is left
+			t0=$(date +%s.%N)
+			polls_over
+			on_after="$on_after $(since "$t0")"
+			on_lists_all="$on_lists_all $(emulator_count lists)"
+		else
+			r_off=$drain_rate
+			off_rates="$off_rates $drain_rate"; off_cpu="$off_cpu $drain_cpu"; off_retried="$off_retried $drain_retried"
+			off_lists="$off_lists $drain_lists"
+		fi
+	done
+	poll_ratios="$poll_ratios $(awk -v a="$r_on" -v b="$r_off" 'BEGIN {printf "%.2f", a / b}')"
+done
+on_rate=$(printf '%s\n' $on_rates | median)
+off_rate=$(printf '%s\n' $off_rates | median)
+say "  off runs (msg/s):$off_rates   median: $off_rate msg/s"
+say "    the workers' CPU per message (us, user + system):$off_cpu;   messages that needed a second request:$off_retried;   list requests during each drain:$off_lists"
+say "  on  runs (msg/s):$on_rates   median: $on_rate msg/s"
+say "    the workers' CPU per message (us, user + system):$on_cpu;   messages that needed a second request:$on_retried"
+say "    list requests during each drain:$on_lists   (GETs by SID:$on_gets);   then every row delivered, the last polls over, after (s):$on_after, with list requests in all:$on_lists_all"
+say "  on/off, each pair:$poll_ratios   median: $(printf '%s\n' $poll_ratios | median)   (ratio of the medians: $(awk -v a="$on_rate" -v b="$off_rate" 'BEGIN {printf "%.2f", a / b}'))   target: >= 0.90"
+sql "ALTER SYSTEM RESET sms.status_poll"
+sql "ALTER SYSTEM RESET sms.status_poll_interval"
+reload_conf
+reset_outbox
+if [ "$BENCH_ONLY" = status ]; then
+	say ""
+	say "== done (BENCH_ONLY=status: the other sections skipped)"
+	exit 0
+fi
 
 # ---------------------------------------------------------------- HTTP, HTTPS
 # The two drains alternate, so that their ratio compares moments a few

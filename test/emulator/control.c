@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * control.c
- *	  The control API under /_emulator/: faults, reset, config and reports.
+ *	  The control API under /_emulator/: faults, outcomes, reset, config
+ *	  and reports.
  *
  *	  It needs no credentials (the emulator only listens on 127.0.0.1) and
  *	  is neither logged nor delayed, so tests can inspect the emulator
@@ -98,6 +99,12 @@ add_fault(const Params *p, Reply *r)
 static void
 config_json(Buf *b)
 {
+	bool		frozen;
+
+	pthread_mutex_lock(&store_lock);
+	frozen = clock_frozen();
+	pthread_mutex_unlock(&store_lock);
+
 	pthread_mutex_lock(&cfg.lock);
 	buf_puts(b, "{\"account_sid\": ");
 	json_cstr(b, cfg.account_sid);
@@ -105,29 +112,97 @@ config_json(Buf *b)
 	json_cstr(b, cfg.auth_token);
 	buf_puts(b, ", \"api_key_sid\": ");
 	json_cstr(b, cfg.api_key_sid);
+	buf_puts(b, ", \"callback_token\": ");
+	json_cstr(b, cfg.callback_token);
+	buf_puts(b, ", \"callback_ca_file\": ");
+	json_cstr(b, cfg.callback_ca_file);
 	pthread_mutex_unlock(&cfg.lock);
 	buf_puts(b, ", \"delay_ms\": ");
 	buf_put_int(b, atomic_load(&cfg.delay_ms));
+	/* the old single knob, as far as it still describes things */
 	buf_puts(b, ", \"progress_ms\": ");
-	buf_put_int(b, atomic_load(&cfg.progress_ms));
+	buf_put_int(b, frozen ? -1 :
+				atomic_load(&cfg.queued_ms) + atomic_load(&cfg.sending_ms));
+	buf_puts(b, ", \"accepted_ms\": ");
+	buf_put_int(b, atomic_load(&cfg.accepted_ms));
+	buf_puts(b, ", \"queued_ms\": ");
+	buf_put_int(b, atomic_load(&cfg.queued_ms));
+	buf_puts(b, ", \"sending_ms\": ");
+	buf_put_int(b, atomic_load(&cfg.sending_ms));
+	buf_puts(b, ", \"sent_ms\": ");
+	buf_put_int(b, atomic_load(&cfg.sent_ms));
+	buf_puts(b, ", \"frozen\": ");
+	buf_puts(b, frozen ? "true" : "false");
+	buf_puts(b, ", \"callback_order\": ");
+	json_cstr(b, callback_order_name(atomic_load(&cfg.callback_order)));
+	buf_puts(b, ", \"callback_drop_percent\": ");
+	buf_put_int(b, atomic_load(&cfg.callback_drop_percent));
+	buf_puts(b, ", \"callback_timeout_ms\": ");
+	buf_put_int(b, atomic_load(&cfg.callback_timeout_ms));
 	buf_puts(b, "}\n");
 }
 
+/* 1/0 or true/false; false (and a 400) if malformed. */
+static bool
+bool_param(const Params *p, const char *key, int *out, Reply *r)
+{
+	const FormField *f = param(p, key);
+	char		msg[128];
+
+	if (f == NULL)
+		return true;
+	if (field_eq(f->val, f->vlen, "1") || field_eq(f->val, f->vlen, "true"))
+		*out = 1;
+	else if (field_eq(f->val, f->vlen, "0") || field_eq(f->val, f->vlen, "false"))
+		*out = 0;
+	else
+	{
+		snprintf(msg, sizeof(msg), "%s must be true or false (or 1 or 0)", key);
+		control_error(r, 400, msg);
+		return false;
+	}
+	return true;
+}
+
+/* Everything is checked before anything changes: a 400 changes nothing. */
 static void
 set_config(const Params *p, Reply *r)
 {
 	const FormField *token = param(p, "auth_token");
 	const FormField *key_sid = param(p, "api_key_sid");
 	const FormField *key_secret = param(p, "api_key_secret");
+	const FormField *cb_token = param(p, "callback_token");
+	const FormField *cb_ca = param(p, "callback_ca_file");
+	const FormField *order_f = param(p, "callback_order");
 	int64_t		delay_ms = -2,
-				progress_ms = -2;
+				progress_ms = -2,
+				accepted_ms = -1,
+				queued_ms = -1,
+				sending_ms = -1,
+				sent_ms = -1,
+				drop = -1,
+				timeout_ms = -1;
+	int			frozen = -1,
+				order = -1;
 
 	if (!int_param(p, "delay_ms", 0, 3600000, &delay_ms, r) ||
-		!int_param(p, "progress_ms", -1, 86400000, &progress_ms, r))
+		!int_param(p, "progress_ms", -1, 86400000, &progress_ms, r) ||
+		!int_param(p, "accepted_ms", 0, 86400000, &accepted_ms, r) ||
+		!int_param(p, "queued_ms", 0, 86400000, &queued_ms, r) ||
+		!int_param(p, "sending_ms", 0, 86400000, &sending_ms, r) ||
+		!int_param(p, "sent_ms", 0, 86400000, &sent_ms, r) ||
+		!int_param(p, "callback_drop_percent", 0, 100, &drop, r) ||
+		!int_param(p, "callback_timeout_ms", 1, 600000, &timeout_ms, r) ||
+		!bool_param(p, "frozen", &frozen, r))
 		return;
 	if (token && token->vlen == 0)
 	{
 		control_error(r, 400, "auth_token must not be empty");
+		return;
+	}
+	if (order_f && !callback_order_parse(order_f->val, order_f->vlen, &order))
+	{
+		control_error(r, 400, "callback_order must be one of inorder, shuffle, reverse");
 		return;
 	}
 	pthread_mutex_lock(&cfg.lock);
@@ -138,15 +213,91 @@ set_config(const Params *p, Reply *r)
 		config_set_str(&cfg.api_key_sid, key_sid->val, key_sid->vlen);
 	if (key_secret)
 		config_set_str(&cfg.api_key_secret, key_secret->val, key_secret->vlen);
+	/* empty: sign with the auth token again; use the system's CAs again */
+	if (cb_token)
+		config_set_str(&cfg.callback_token, cb_token->val, cb_token->vlen);
+	if (cb_ca)
+		config_set_str(&cfg.callback_ca_file, cb_ca->val, cb_ca->vlen);
 	pthread_mutex_unlock(&cfg.lock);
 	if (delay_ms >= 0)
 		atomic_store(&cfg.delay_ms, (int) delay_ms);
-	if (progress_ms >= -1)
-		atomic_store(&cfg.progress_ms, (int) progress_ms);
+
+	/*
+	 * progress_ms, the old single knob: sent after P (half of it queued,
+	 * half sending), the receipt P later; -1 freezes.  The finer keys
+	 * below override it.
+	 */
+	if (progress_ms >= 0)
+	{
+		atomic_store(&cfg.queued_ms, (int) (progress_ms / 2));
+		atomic_store(&cfg.sending_ms, (int) (progress_ms - progress_ms / 2));
+		atomic_store(&cfg.sent_ms, (int) progress_ms);
+		if (frozen < 0)
+			frozen = 0;
+	}
+	else if (progress_ms == -1 && frozen < 0)
+		frozen = 1;
+	if (accepted_ms >= 0)
+		atomic_store(&cfg.accepted_ms, (int) accepted_ms);
+	if (queued_ms >= 0)
+		atomic_store(&cfg.queued_ms, (int) queued_ms);
+	if (sending_ms >= 0)
+		atomic_store(&cfg.sending_ms, (int) sending_ms);
+	if (sent_ms >= 0)
+		atomic_store(&cfg.sent_ms, (int) sent_ms);
+	if (order >= 0)
+		atomic_store(&cfg.callback_order, order);
+	if (drop >= 0)
+		atomic_store(&cfg.callback_drop_percent, (int) drop);
+	if (timeout_ms >= 0)
+		atomic_store(&cfg.callback_timeout_ms, (int) timeout_ms);
+	if (frozen >= 0)
+		clock_set_frozen(frozen == 1);
 	if (!cfg.quiet)
 		fprintf(stderr, "twilio-emulator: config changed\n");
 	r->status = 200;
 	config_json(&r->body);
+}
+
+static void
+add_outcome(const Params *p, Reply *r)
+{
+	const FormField *status_f = param(p, "status");
+	const FormField *to = param(p, "to");
+	int			status;
+	int64_t		count = -1,
+				percent = 100,
+				error_code = 0;
+	int			id;
+
+	if (status_f == NULL || !outcome_parse(status_f->val, status_f->vlen, &status))
+	{
+		control_error(r, 400, "status must be one of delivered, undelivered, failed, sent");
+		return;
+	}
+	if (!int_param(p, "count", -1, INT64_C(1000000000000), &count, r) ||
+		!int_param(p, "percent", 0, 100, &percent, r) ||
+		!int_param(p, "error_code", 1, 99999, &error_code, r))
+		return;
+	if (error_code && status != ST_UNDELIVERED && status != ST_FAILED)
+	{
+		control_error(r, 400, "error_code goes only with undelivered or failed");
+		return;
+	}
+	if (error_code == 0)
+		error_code = status == ST_FAILED ? 30001 :
+			status == ST_UNDELIVERED ? 30003 : 0;
+	if (to && to->vlen == 0)
+		to = NULL;
+	id = outcome_add(status, (int) error_code, to ? to->val : NULL,
+					 to ? to->vlen : 0, count, (int) percent);
+	if (!cfg.quiet)
+		fprintf(stderr, "twilio-emulator: outcome rule %d: %s\n", id,
+				status_name(status));
+	r->status = 200;
+	buf_puts(&r->body, "{\"id\": ");
+	buf_put_int(&r->body, id);
+	buf_puts(&r->body, "}\n");
 }
 
 static void
@@ -189,12 +340,23 @@ messages_json(Buf *b)
 		/* the same lazy progression a fetch would show */
 		message_view(m, now, false, &v);
 		buf_puts(b, v.status);
-		buf_puts(b, "\", \"deleted\": ");
+		buf_puts(b, "\", \"error_code\": ");
+		if (v.error_code)
+			buf_put_int(b, v.error_code);
+		else
+			buf_puts(b, "null");
+		buf_puts(b, ", \"status_callback\": ");
+		json_cstr(b, m->callback_url);
+		buf_puts(b, ", \"deleted\": ");
 		buf_puts(b, m->deleted ? "true" : "false");
 		buf_puts(b, ", \"num_segments\": ");
 		buf_put_int(b, m->num_segments);
 		buf_puts(b, ", \"date_created\": ");
 		json_date(b, m->created_us);
+		buf_puts(b, ", \"date_sent\": ");
+		json_date(b, v.sent_us);
+		buf_puts(b, ", \"date_updated\": ");
+		json_date(b, v.updated_us);
 		buf_puts(b, ", \"created_us\": ");
 		buf_put_int(b, m->created_us);
 		buf_putc(b, '}');
@@ -232,9 +394,27 @@ control_handle(const char *method, const char *path, const char *query,
 		r->status = 200;
 		fault_list_json(&r->body);
 	}
+	else if (strcmp(what, "outcomes") == 0 && post)
+		add_outcome(&p, r);
+	else if (strcmp(what, "outcomes") == 0 && del)
+	{
+		int			n = outcome_clear();
+
+		r->status = 200;
+		buf_puts(&r->body, "{\"cleared\": ");
+		buf_put_int(&r->body, n);
+		buf_puts(&r->body, "}\n");
+	}
+	else if (strcmp(what, "outcomes") == 0 && get)
+	{
+		r->status = 200;
+		outcome_list_json(&r->body);
+	}
 	else if (strcmp(what, "reset") == 0 && post)
 	{
 		fault_clear();
+		outcome_clear();
+		/* the messages, the callbacks still to come and their log */
 		store_reset();
 		log_reset();
 		if (!cfg.quiet)
@@ -257,6 +437,16 @@ control_handle(const char *method, const char *path, const char *query,
 		{
 			r->status = 200;
 			log_requests_json(&r->body, since);
+		}
+	}
+	else if (strcmp(what, "callbacks") == 0 && get)
+	{
+		int64_t		since = 0;
+
+		if (int_param(&p, "since", INT64_MIN / 2, INT64_MAX / 2, &since, r))
+		{
+			r->status = 200;
+			callbacks_json(&r->body, since);
 		}
 	}
 	else if (strcmp(what, "messages") == 0 && get)

@@ -9,13 +9,15 @@
  *	  the arrival time), collects its body, and is answered from the final
  *	  access-handler call.  Delayed replies are prepared at once and sent
  *	  from a suspended connection later (delay.c), so a delay never blocks
- *	  a server thread.
+ *	  a server thread.  Two more threads serve status callbacks: one
+ *	  decides when they are due (callback.c), one sends them (sender.c).
  *
  *-------------------------------------------------------------------------
  */
 #include "emulator.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <microhttpd.h>
@@ -399,8 +401,8 @@ usage(FILE *out)
 			"  --auth-token TOKEN       auth token (default emulator-token)\n"
 			"  --api-key-sid SK...      also accept this API key sid ...\n"
 			"  --api-key-secret S       ... with this secret\n"
-			"  --progress-ms MS         queued->sent after MS, ->delivered after 2*MS\n"
-			"                           (default 1000; -1: never progress)\n"
+			"  --progress-ms MS         sent MS after queued, delivered MS later\n"
+			"                           (default 100; -1: frozen, never progress)\n"
 			"  --delay-ms MS            delay every API reply by MS (default 0)\n"
 			"  --quiet                  no messages on stderr\n");
 }
@@ -455,12 +457,20 @@ main(int argc, char **argv)
 	int			c,
 				sig;
 	bool		tls;
+	bool		freeze = false;
 
 	strcpy(cfg.account_sid, "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 	pthread_mutex_init(&cfg.lock, NULL);
 	config_set_str(&cfg.auth_token, "emulator-token", strlen("emulator-token"));
 	atomic_init(&cfg.delay_ms, 0);
-	atomic_init(&cfg.progress_ms, 1000);
+	/* short and fixed, so tests see every status without waiting long */
+	atomic_init(&cfg.accepted_ms, 50);
+	atomic_init(&cfg.queued_ms, 50);
+	atomic_init(&cfg.sending_ms, 50);
+	atomic_init(&cfg.sent_ms, 100);
+	atomic_init(&cfg.callback_order, ORDER_INORDER);
+	atomic_init(&cfg.callback_drop_percent, 0);
+	atomic_init(&cfg.callback_timeout_ms, 5000);
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
 	{
@@ -496,8 +506,18 @@ main(int argc, char **argv)
 				config_set_str(&cfg.api_key_secret, optarg, strlen(optarg));
 				break;
 			case 'P':
-				atomic_store(&cfg.progress_ms,
-							 (int) int_arg("progress-ms", optarg, -1, 86400000));
+				{
+					int			ms = (int) int_arg("progress-ms", optarg, -1, 86400000);
+
+					if (ms < 0)
+						freeze = true;
+					else
+					{
+						atomic_store(&cfg.queued_ms, ms / 2);
+						atomic_store(&cfg.sending_ms, ms - ms / 2);
+						atomic_store(&cfg.sent_ms, ms);
+					}
+				}
 				break;
 			case 'd':
 				atomic_store(&cfg.delay_ms,
@@ -560,7 +580,16 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+	{
+		fprintf(stderr, "twilio-emulator: could not initialize libcurl\n");
+		return 1;
+	}
+	if (freeze)
+		clock_set_frozen(true);
 	delay_start();
+	sender_start();
+	scheduler_start();
 
 	memset(&addr, 0, sizeof(addr));
 	addr.sin_family = AF_INET;
@@ -592,6 +621,8 @@ main(int argc, char **argv)
 	{
 		fprintf(stderr, "twilio-emulator: could not listen on 127.0.0.1:%ld\n", port);
 		delay_stop();
+		scheduler_stop();
+		sender_stop();
 		return 1;
 	}
 	info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -611,12 +642,18 @@ main(int argc, char **argv)
 		fprintf(stderr, "twilio-emulator: shutting down\n");
 	delay_stop();
 	MHD_stop_daemon(daemon);
+	scheduler_stop();
+	sender_stop();
 	store_shutdown();
 	fault_clear();
+	outcome_clear();
+	curl_global_cleanup();
 	free(cert);
 	free(key);
 	free(cfg.auth_token);
 	free(cfg.api_key_sid);
 	free(cfg.api_key_secret);
+	free(cfg.callback_token);
+	free(cfg.callback_ca_file);
 	return 0;
 }

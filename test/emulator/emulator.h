@@ -54,6 +54,9 @@ extern void json_cstr(Buf *b, const char *s);
 extern void json_date(Buf *b, int64_t us);
 extern void json_error(Buf *b, int code, const char *message, int status);
 extern void url_encode(Buf *b, const char *s, size_t n);
+extern bool parse_day(const char *s, size_t n, int64_t *day);
+extern bool parse_iso_utc(const char *s, size_t n, int64_t *us);
+extern int64_t day_of(int64_t us);
 
 extern int64_t now_us(void);
 extern int64_t mono_us(void);
@@ -97,8 +100,20 @@ typedef struct Config
 	char	   *api_key_sid;
 	char	   *api_key_secret;
 
+	char	   *callback_token; /* signs callbacks; NULL: auth_token */
+	char	   *callback_ca_file;	/* CA bundle for https callbacks */
+
 	atomic_int	delay_ms;		/* reply delay of every API request */
-	atomic_int	progress_ms;	/* queued->sent; -1 = never progress */
+
+	/* how long a new message stays in each status (progress.c) */
+	atomic_int	accepted_ms;	/* accepted -> queued (Messaging Service) */
+	atomic_int	queued_ms;		/* queued -> sending (or failed) */
+	atomic_int	sending_ms;		/* sending -> sent */
+	atomic_int	sent_ms;		/* sent -> delivered or undelivered */
+
+	atomic_int	callback_order; /* CallbackOrder */
+	atomic_int	callback_drop_percent;
+	atomic_int	callback_timeout_ms;
 } Config;
 
 extern Config cfg;
@@ -122,6 +137,47 @@ typedef struct Reply
 
 extern void reply_error(Reply *r, int status, int code, const char *message);
 
+/* ---------- progress.c: statuses, plans, the progression clock ---------- */
+
+typedef enum MsgStatus
+{
+	ST_ACCEPTED = 0,
+	ST_SCHEDULED,
+	ST_QUEUED,
+	ST_SENDING,
+	ST_SENT,
+	ST_DELIVERED,
+	ST_UNDELIVERED,
+	ST_FAILED,
+	ST_CANCELED
+} MsgStatus;
+
+#define MAX_STEPS 5				/* accepted or scheduled, queued, sending,
+								 * sent, final */
+
+/*
+ * What will happen to a message, decided when it is created: its statuses
+ * in order and when each begins, in ms after creation on the progression
+ * clock.  Fixing it at creation keeps a message's story consistent
+ * however the config changes later, and lets both a fetch and the
+ * callback scheduler work it out from the clock alone.
+ */
+typedef struct Plan
+{
+	uint32_t	at_ms[MAX_STEPS];
+	uint8_t		status[MAX_STEPS];	/* MsgStatus */
+	uint8_t		nsteps;
+	int8_t		sent_step;		/* the step that sets date_sent; -1: none */
+	int			error_code;		/* of the last step; 0: none */
+} Plan;
+
+typedef enum CallbackOrder
+{
+	ORDER_INORDER = 0,			/* each callback when its status begins */
+	ORDER_SHUFFLE,				/* all at the last status, shuffled */
+	ORDER_REVERSE				/* all at the last status, newest first */
+} CallbackOrder;
+
 /* ---------- store.c: messages ---------- */
 
 typedef struct Message
@@ -141,6 +197,11 @@ typedef struct Message
 	char	   *body;
 	size_t		body_len;
 	char	  **media;
+	char	   *callback_url;	/* StatusCallback; NULL without one */
+	int64_t		created_v;		/* progression clock at creation */
+	Plan		plan;
+	uint8_t		cb_order;		/* CallbackOrder when it was created */
+	uint8_t		cb_next;		/* first step whose callback is not out */
 } Message;
 
 typedef struct NewMessage
@@ -156,11 +217,15 @@ typedef struct NewMessage
 	int			num_media;
 	const FormField **media;
 	int			num_segments;
+	const char *callback_url;
+	size_t		callback_len;
+	Plan		plan;
 } NewMessage;
 
 extern pthread_mutex_t store_lock;
 extern Message *store_add(const NewMessage *nm, int64_t created_us);
 extern Message *store_find(const char *sid, size_t len);
+extern Message *store_by_serial(int64_t serial);
 extern size_t store_count(void);
 extern Message *store_at(size_t i);
 extern size_t store_index_of(const Message *m);
@@ -203,6 +268,7 @@ extern void log_requests_json(Buf *b, int64_t since);
 extern void log_summary_json(Buf *b);
 extern void log_reset(void);
 extern int64_t log_next_seq(void);
+extern void form_json(Buf *b, const char *body, size_t len);
 
 /* ---------- faults.c ---------- */
 
@@ -242,6 +308,14 @@ extern void fault_list_json(Buf *b);
 extern int	body_segments(const char *s, size_t len);
 extern size_t utf8_chars(const char *s, size_t len);
 
+/* ---------- signature.c: X-Twilio-Signature ---------- */
+
+#define SIGNATURE_LEN 28		/* Base64 of a 20-byte SHA-1 digest */
+
+extern void twilio_signature(const char *token, size_t token_len,
+							 const char *url, const FormField *params, int n,
+							 char out[SIGNATURE_LEN + 1]);
+
 /* ---------- twilio.c: the Messages API ---------- */
 
 typedef struct ApiRequest
@@ -257,16 +331,91 @@ typedef struct ApiRequest
 	size_t		auth_pass_len;
 } ApiRequest;
 
+extern void twilio_handle(const ApiRequest *req, Reply *reply);
+
+/* ---------- progress.c ---------- */
+
 typedef struct MsgView
 {
 	const char *status;
+	int			step;			/* index into the plan; -1 when canceled */
 	int64_t		sent_us;		/* 0: not sent (date_sent null) */
 	int64_t		updated_us;
+	int			error_code;		/* 0: none */
 } MsgView;
 
-extern void twilio_handle(const ApiRequest *req, Reply *reply);
+extern const char *status_name(int status);
+extern const char *delivery_error_message(int code);
+extern void progress_plan(const char *to, size_t to_len, bool via_service,
+						  int64_t scheduled_ms, Plan *plan);
 extern void message_view(const Message *m, int64_t now, bool fresh,
 						 MsgView *v);
+extern int64_t step_real_us(const Message *m, int step);
+
+/* the progression clock; callers hold store_lock */
+extern int64_t clock_virtual(int64_t real_us);
+extern bool clock_frozen(void);
+extern void clock_reset_locked(void);
+extern void clock_set_frozen(bool frozen);	/* takes store_lock */
+
+extern bool outcome_parse(const char *s, size_t n, int *status);
+extern int	outcome_add(int status, int error_code, const char *to,
+						size_t to_len, int64_t count, int percent);
+extern int	outcome_clear(void);
+extern void outcome_list_json(Buf *b);
+extern unsigned percent_draw(void);
+
+/* ---------- callback.c: when to send status callbacks, and what ---------- */
+
+extern bool callback_url_valid(const char *url, size_t len);
+extern void callback_schedule(Message *m);	/* store_lock held */
+extern void callback_canceled(Message *m);	/* store_lock held */
+extern void callback_wake(void);	/* store_lock held */
+extern void callback_reset_locked(void);
+extern int64_t callback_scheduled(void);
+extern bool callback_order_parse(const char *s, size_t n, int *order);
+extern const char *callback_order_name(int order);
+extern void scheduler_start(void);
+extern void scheduler_stop(void);
+
+/* ---------- sender.c: status callbacks over HTTP, and their log ---------- */
+
+typedef enum CallbackResult
+{
+	CB_PENDING = 0,
+	CB_ANSWERED,				/* the receiver answered, whatever the status */
+	CB_FAILED,					/* no answer: refused, reset, timed out */
+	CB_DROPPED,					/* not sent: callback_drop_percent */
+	CB_REFUSED					/* not sent: not a loopback URL */
+} CallbackResult;
+
+typedef struct CallbackJob
+{
+	struct CallbackJob *next;
+	int64_t		seq;
+	int64_t		t_us;			/* when its status began */
+	int64_t		queued_us;		/* when it was handed to the sender */
+	int64_t		done_us;
+	int64_t		serial;			/* of the message: picks the lane */
+	uint64_t	generation;		/* reset generation it belongs to */
+	char		sid[35];
+	uint8_t		status;			/* MsgStatus it reports */
+	uint8_t		result;			/* CallbackResult */
+	int			http_status;
+	char	   *url;
+	char	   *body;			/* form-encoded parameters */
+	size_t		body_len;
+	char		signature[SIGNATURE_LEN + 1];
+	char	   *error;			/* why it failed or was refused */
+} CallbackJob;
+
+extern int64_t callback_next_seq(void);
+extern void sender_enqueue(CallbackJob *job);
+extern void sender_reset(void);
+extern void sender_start(void);
+extern void sender_stop(void);
+extern void callbacks_json(Buf *b, int64_t since);
+extern void callbacks_summary_json(Buf *b);
 
 /* ---------- control.c: /_emulator/ ---------- */
 

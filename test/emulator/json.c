@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * json.c
- *	  Growable buffer, JSON and URL writing, Twilio's date format.
+ *	  Growable buffer, JSON and URL writing, Twilio's date formats.
  *
  *	  JSON is written by hand: the emulator only ever produces a handful of
  *	  fixed shapes, and a library would cost more than the escaping below.
@@ -235,6 +235,89 @@ json_date(Buf *b, int64_t us)
 	memcpy(p, " +0000\"", 7);
 	p += 7;
 	buf_put(b, out, p - out);
+}
+
+/* Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm). */
+static int64_t
+days_from_civil(int64_t y, int m, int d)
+{
+	int64_t		era;
+	int64_t		yoe,
+				doy,
+				doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static bool
+digits(const char *s, int n, int *out)
+{
+	int			i,
+				v = 0;
+
+	for (i = 0; i < n; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* "YYYY-MM-DD" (anything after the date is ignored) as a day number. */
+bool
+parse_day(const char *s, size_t n, int64_t *day)
+{
+	int			y,
+				m,
+				d;
+
+	if (n < 10 || s[4] != '-' || s[7] != '-' || !digits(s, 4, &y) ||
+		!digits(s + 5, 2, &m) || !digits(s + 8, 2, &d) ||
+		m < 1 || m > 12 || d < 1 || d > 31)
+		return false;
+	*day = days_from_civil(y, m, d);
+	return true;
+}
+
+/*
+ * Twilio's SendAt, "YYYY-MM-DDTHH:MM:SSZ" in UTC (fractions of a second
+ * before the Z are accepted and dropped), as microseconds since 1970.
+ */
+bool
+parse_iso_utc(const char *s, size_t n, int64_t *us)
+{
+	int64_t		day;
+	int			h,
+				mi,
+				se;
+	size_t		i = 19;
+
+	if (n < 20 || !parse_day(s, n, &day) || s[10] != 'T' || s[13] != ':' ||
+		s[16] != ':' || !digits(s + 11, 2, &h) || !digits(s + 14, 2, &mi) ||
+		!digits(s + 17, 2, &se) || h > 23 || mi > 59 || se > 60)
+		return false;
+	if (s[i] == '.')
+		for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+			;
+	if (i + 1 != n || s[i] != 'Z')
+		return false;
+	*us = ((day * 86400) + h * 3600 + mi * 60 + se) * INT64_C(1000000);
+	return true;
+}
+
+int64_t
+day_of(int64_t us)
+{
+	int64_t		s = us / 1000000;
+
+	return (s >= 0 ? s : s - 86399) / 86400;
 }
 
 /* Twilio's error shape, exactly: code, message, more_info, status. */

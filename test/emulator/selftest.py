@@ -178,8 +178,9 @@ def run(c):
     s, j, _ = c.req("GET", BASE + "/Messages/SMffffffffffffffffffffffffffffffff.json")
     check(s == 404 and j["code"] == 20404, "fetch unknown 404")
 
-    # paging
+    # paging; frozen, so that none is sent before the DateSent checks below
     c.req("POST", "/_emulator/reset", auth=False)
+    c.req("POST", "/_emulator/config", {"frozen": "true"}, auth=False)
     for i in range(120):
         c.create(To="+15551230002", From="+15557654321", Body="page %d" % i)
     c.create(To="+15551230003", From="+15557654321", Body="other")
@@ -193,6 +194,11 @@ def run(c):
     check(pages == 3 and seen == ["page %d" % i for i in range(119, -1, -1)],
           "120 messages in 3 pages, newest first, via next_page_uri")
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    # Twilio filters on date_sent, which a message has only once sent
+    s, j, _ = c.req("GET", BASE + "/Messages.json?PageSize=1000&DateSent%3E=" + today)
+    check(s == 200 and len(j["messages"]) == 0, "list filter DateSent: unsent messages left out")
+    c.req("POST", "/_emulator/config", {"frozen": "false"}, auth=False)
+    time.sleep(0.35)
     for q, n in [("DateSent>=" + today, 121), ("DateSent%3E=" + today, 121),
                  ("DateSent<=2000-01-01", 0), ("DateSent=" + today, 121),
                  ("DateSent%3C%3D=2999-01-01", 121)]:

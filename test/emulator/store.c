@@ -103,6 +103,8 @@ store_add(const NewMessage *nm, int64_t created_us)
 		size += nm->from_len + 1;
 	if (nm->service_sid)
 		size += nm->service_len + 1;
+	if (nm->callback_url)
+		size += nm->callback_len + 1;
 	for (i = 0; i < nm->num_media; i++)
 		size += nm->media[i]->vlen + 1;
 
@@ -115,12 +117,15 @@ store_add(const NewMessage *nm, int64_t created_us)
 	m->body_len = nm->body_len;
 	m->from = nm->from ? copy_str(&p, nm->from, nm->from_len) : NULL;
 	m->service_sid = nm->service_sid ? copy_str(&p, nm->service_sid, nm->service_len) : NULL;
+	m->callback_url = nm->callback_url ? copy_str(&p, nm->callback_url, nm->callback_len) : NULL;
 	m->via_service = (nm->service_sid != NULL);
 	m->num_media = nm->num_media;
 	for (i = 0; i < nm->num_media; i++)
 		m->media[i] = copy_str(&p, nm->media[i]->val, nm->media[i]->vlen);
 	m->num_segments = nm->num_segments;
 	m->created_us = created_us;
+	m->created_v = clock_virtual(created_us);
+	m->plan = nm->plan;
 
 	if (sid_prefix[0] == '\0')
 		init_prefix();
@@ -176,6 +181,17 @@ store_find(const char *sid, size_t len)
 	return msgs[idx];
 }
 
+/* A message by creation counter, NULL once reset; caller holds store_lock. */
+Message *
+store_by_serial(int64_t serial)
+{
+	int64_t		idx = serial - base_serial;
+
+	if (idx < 0 || (size_t) idx >= nmsgs)
+		return NULL;
+	return msgs[idx];
+}
+
 size_t
 store_count(void)
 {
@@ -204,6 +220,11 @@ store_reset(void)
 		free(msgs[i]);
 	nmsgs = 0;
 	base_serial = next_serial;
+	/* the progression clock's history and the callbacks still to come */
+	clock_reset_locked();
+	callback_reset_locked();
+	/* under store_lock, so no callback of a gone message slips in */
+	sender_reset();
 	pthread_mutex_unlock(&store_lock);
 }
 
@@ -316,7 +337,7 @@ cmp_seq(const void *a, const void *b)
 }
 
 /* The form as an object; repeated keys become arrays, in first-seen order. */
-static void
+void
 form_json(Buf *b, const char *body, size_t len)
 {
 	Form		f;
@@ -435,10 +456,13 @@ log_summary_json(Buf *b)
 	size_t		messages;
 	int			i;
 	bool		first = true;
+	Buf			callbacks = {0};
 
 	pthread_mutex_lock(&store_lock);
 	messages = nmsgs;
 	pthread_mutex_unlock(&store_lock);
+	/* taken before log_lock: it takes store_lock itself */
+	callbacks_summary_json(&callbacks);
 
 	pthread_mutex_lock(&log_lock);
 	buf_puts(b, "{\"requests\": ");
@@ -466,8 +490,11 @@ log_summary_json(Buf *b)
 		buf_printf(b, "\"%d\": ", i);
 		buf_put_int(b, count_status[i]);
 	}
-	buf_puts(b, "}}\n");
+	buf_puts(b, "}, \"callbacks\": ");
+	buf_put(b, callbacks.data, callbacks.len);
+	buf_puts(b, "}\n");
 	pthread_mutex_unlock(&log_lock);
+	buf_free(&callbacks);
 }
 
 static void

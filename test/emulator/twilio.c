@@ -6,8 +6,11 @@
  *	  Paths, validation order, error codes and JSON shapes follow Twilio's
  *	  2010-04-01 API closely enough that a client written against Twilio
  *	  cannot tell the difference in the cases tests care about.  Status
- *	  moves queued -> sent -> delivered with time, computed when a message
- *	  is read instead of by a background task.
+ *	  moves on with time, queued -> sending -> sent -> delivered (or an
+ *	  error), as the message's plan says (progress.c); it is worked out
+ *	  when a message is read instead of by a background task, and only a
+ *	  message with a StatusCallback is also filed for callbacks
+ *	  (callback.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -29,40 +32,6 @@ reply_error(Reply *r, int status, int code, const char *message)
 
 /* ---------------------------------------------------------------------- */
 
-/*
- * A message's status as of now.  fresh gives the state at creation, which
- * is what a create reply shows whatever progress_ms says.
- */
-void
-message_view(const Message *m, int64_t now, bool fresh, MsgView *v)
-{
-	int64_t		p = (int64_t) atomic_load(&cfg.progress_ms) * 1000;
-	int64_t		age = now - m->created_us;
-
-	v->sent_us = 0;
-	v->updated_us = m->created_us;
-	if (m->canceled_us)
-	{
-		v->status = "canceled";
-		v->updated_us = m->canceled_us;
-	}
-	else if (fresh || p < 0 || age < p)
-		v->status = m->via_service ? "accepted" : "queued";
-	else if (age < 2 * p)
-	{
-		v->status = "sent";
-		v->sent_us = v->updated_us = m->created_us + p;
-	}
-	else
-	{
-		v->status = "delivered";
-		v->sent_us = m->created_us + p;
-		v->updated_us = m->created_us + 2 * p;
-	}
-	if (m->redacted_us > v->updated_us)
-		v->updated_us = m->redacted_us;
-}
-
 static void
 message_json(Buf *b, const Message *m, const MsgView *v)
 {
@@ -76,8 +45,14 @@ message_json(Buf *b, const Message *m, const MsgView *v)
 	json_date(b, v->sent_us);
 	buf_puts(b, ", \"date_updated\": ");
 	json_date(b, v->updated_us);
-	buf_puts(b, ", \"direction\": \"outbound-api\", \"error_code\": null, "
-			 "\"error_message\": null, \"from\": ");
+	buf_puts(b, ", \"direction\": \"outbound-api\", \"error_code\": ");
+	if (v->error_code)
+		buf_put_int(b, v->error_code);
+	else
+		buf_puts(b, "null");
+	buf_puts(b, ", \"error_message\": ");
+	json_cstr(b, v->error_code ? delivery_error_message(v->error_code) : NULL);
+	buf_puts(b, ", \"from\": ");
 	json_cstr(b, m->from);
 	buf_puts(b, ", \"messaging_service_sid\": ");
 	json_cstr(b, m->service_sid);
@@ -204,7 +179,10 @@ create_message(const ApiRequest *req, Reply *r)
 	const FormField *to,
 			   *from,
 			   *service,
-			   *body;
+			   *body,
+			   *callback,
+			   *schedule,
+			   *send_at;
 	const FormField *media_small[16];
 	const FormField **media = media_small;
 	int			num_media;
@@ -212,6 +190,7 @@ create_message(const ApiRequest *req, Reply *r)
 	NewMessage	nm;
 	Message    *m;
 	MsgView		v;
+	int64_t		scheduled_ms = -1;
 	int			i,
 				k;
 
@@ -220,6 +199,9 @@ create_message(const ApiRequest *req, Reply *r)
 	from = form_get(&f, "From");
 	service = form_get(&f, "MessagingServiceSid");
 	body = form_get(&f, "Body");
+	callback = form_get(&f, "StatusCallback");
+	schedule = form_get(&f, "ScheduleType");
+	send_at = form_get(&f, "SendAt");
 	num_media = form_count(&f, "MediaUrl");
 
 	if (!present(to))
@@ -246,6 +228,36 @@ create_message(const ApiRequest *req, Reply *r)
 	{
 		error_with_number(r, 21211, "The 'To' number %s is not a valid phone number.", to);
 		goto done;
+	}
+	if (present(callback) && !callback_url_valid(callback->val, callback->vlen))
+	{
+		error_with_number(r, 21609, "The StatusCallback URL %s is not a valid URL.", callback);
+		goto done;
+	}
+	/* without a Messaging Service, Twilio ignores scheduling */
+	if (present(service) && present(schedule))
+	{
+		int64_t		at,
+					ahead;
+
+		if (!field_eq(schedule->val, schedule->vlen, "fixed"))
+		{
+			reply_error(r, 400, 35126, "The ScheduleType value provided is not supported for this channel");
+			goto done;
+		}
+		if (!present(send_at))
+		{
+			reply_error(r, 400, 35111, "SendAt timestamp is missing");
+			goto done;
+		}
+		ahead = parse_iso_utc(send_at->val, send_at->vlen, &at) ?
+			at - now_us() : -1;
+		if (ahead < INT64_C(300000000) || ahead > INT64_C(3024000000000))
+		{
+			reply_error(r, 400, 35114, "SendAt time must be between 300 seconds and 35 days (3024000 seconds) in the future, inclusive.");
+			goto done;
+		}
+		scheduled_ms = ahead / 1000;
 	}
 	if (magic_numbers(present(from) ? from : NULL, to, r))
 		goto done;
@@ -303,11 +315,18 @@ create_message(const ApiRequest *req, Reply *r)
 	nm.num_media = num_media;
 	nm.media = media;
 	nm.num_segments = body_segments(nm.body, nm.body_len);
+	if (present(callback))
+	{
+		nm.callback_url = callback->val;
+		nm.callback_len = callback->vlen;
+	}
+	progress_plan(to->val, to->vlen, present(service), scheduled_ms, &nm.plan);
 
 	/* render under the lock: a concurrent reset may free the message */
 	buf_grow(&r->body, 1024 + nm.body_len);
 	pthread_mutex_lock(&store_lock);
 	m = store_add(&nm, now_us());
+	callback_schedule(m);
 	message_view(m, m->created_us, true, &v);
 	message_json(&r->body, m, &v);
 	pthread_mutex_unlock(&store_lock);
@@ -338,50 +357,6 @@ done:
 }
 
 /* ---------------------------------------------------------------------- */
-
-/* Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm). */
-static int64_t
-days_from_civil(int64_t y, int m, int d)
-{
-	int64_t		era;
-	int64_t		yoe,
-				doy,
-				doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-/* "YYYY-MM-DD" (anything after the date is ignored) as a day number. */
-static bool
-parse_day(const FormField *f, int64_t *day)
-{
-	const char *s = f->val;
-	int			i;
-
-	if (f->vlen < 10 || s[4] != '-' || s[7] != '-')
-		return false;
-	for (i = 0; i < 10; i++)
-		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
-			return false;
-	*day = days_from_civil((s[0] - '0') * 1000 + (s[1] - '0') * 100 +
-						   (s[2] - '0') * 10 + (s[3] - '0'),
-						   (s[5] - '0') * 10 + (s[6] - '0'),
-						   (s[8] - '0') * 10 + (s[9] - '0'));
-	return true;
-}
-
-static int64_t
-day_of(int64_t us)
-{
-	int64_t		s = us / 1000000;
-
-	return (s >= 0 ? s : s - 86399) / 86400;
-}
 
 static void
 page_uri(Buf *b, const Buf *filters, int64_t page_size, int64_t page,
@@ -461,9 +436,9 @@ list_messages(const ApiRequest *req, Reply *r)
 	fpage = form_get(&q, "Page");
 	token = form_get(&q, "PageToken");
 
-	if ((exact && !parse_day(exact, &day_eq)) ||
-		(after && !parse_day(after, &day_ge)) ||
-		(before && !parse_day(before, &day_le)))
+	if ((exact && !parse_day(exact->val, exact->vlen, &day_eq)) ||
+		(after && !parse_day(after->val, after->vlen, &day_ge)) ||
+		(before && !parse_day(before->val, before->vlen, &day_le)))
 	{
 		reply_error(r, 400, 20001, "DateSent must be a date in the form YYYY-MM-DD");
 		goto done;
@@ -521,10 +496,16 @@ list_messages(const ApiRequest *req, Reply *r)
 		if (from && (m->from == NULL || !field_eq(from->val, from->vlen, m->from)))
 			continue;
 		message_view(m, now, false, &v);
-		day = day_of(v.sent_us ? v.sent_us : m->created_us);
-		if ((exact && day != day_eq) || (after && day < day_ge) ||
-			(before && day > day_le))
-			continue;
+		if (exact || after || before)
+		{
+			/* Twilio filters on date_sent: an unsent message has none */
+			if (v.sent_us == 0)
+				continue;
+			day = day_of(v.sent_us);
+			if ((exact && day != day_eq) || (after && day < day_ge) ||
+				(before && day > day_le))
+				continue;
+		}
 		if (skip > 0)
 		{
 			skip--;
@@ -650,6 +631,7 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 			goto done;
 		}
 		m->canceled_us = now_us();
+		callback_canceled(m);
 	}
 	if (body)
 	{

@@ -43,7 +43,7 @@ is($req->{form}{Body}, 'Your code is 4821', 'Body');
 is($req->{auth_user}, $SmsTest::ACCOUNT_SID, 'Basic auth with the account SID');
 like($req->{content_type}, qr{^application/x-www-form-urlencoded}, 'form-encoded');
 is($req->{accept}, 'application/json', 'Accept: application/json');
-like($req->{user_agent}, qr{^pg-sms/1\.0}, 'User-Agent names the extension and version');
+like($req->{user_agent}, qr{^pg-sms/1\.1}, 'User-Agent names the extension and version');
 
 # --- a rollback sends nothing
 $emu->reset;
