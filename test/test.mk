@@ -34,7 +34,7 @@ endif
 
 EMULATOR = test/emulator/twilio-emulator
 
-.PHONY: deps emulator prism-deps warnings test test-suite test-matrix demo-run bench-run test-regress test-tap demo bench fuzz fuzz-build ha-deps test-ha test-ha-run
+.PHONY: install-emulator uninstall-emulator deps emulator prism-deps warnings test test-suite test-matrix demo-run bench-run test-regress test-tap demo bench fuzz fuzz-build ha-deps test-ha test-ha-run
 
 # The reply parser under libFuzzer, AddressSanitizer and UBSan, built as a
 # frontend program against PostgreSQL's own JSON parser (libpgcommon).
@@ -93,6 +93,25 @@ endif
 
 emulator:
 	$(MAKE) -C test/emulator
+
+# make install also puts the emulator on the PATH as sms-emulator, for
+# local development (README, "Local development"): into /usr/local/bin,
+# since PGXS's bindir is not on a Debian user's PATH.  It needs
+# libmicrohttpd-dev and nettle-dev (make deps); without them the extension
+# installs alone, and says so.
+EMULATOR_BINDIR ?= /usr/local/bin
+install: install-emulator
+install-emulator:
+	@if pkg-config --exists libmicrohttpd nettle 2>/dev/null; then \
+		$(MAKE) -s -C test/emulator && \
+		install -d '$(DESTDIR)$(EMULATOR_BINDIR)' && \
+		install -m 755 $(EMULATOR) '$(DESTDIR)$(EMULATOR_BINDIR)/sms-emulator'; \
+	else \
+		echo "sms: sms-emulator not installed: libmicrohttpd-dev and nettle-dev are missing (make deps installs them)"; \
+	fi
+uninstall: uninstall-emulator
+uninstall-emulator:
+	rm -f '$(DESTDIR)$(EMULATOR_BINDIR)/sms-emulator'
 
 # Prism, pinned in test/prism/package-lock.json (npm from Debian if absent);
 # installed again only when the lock file changes

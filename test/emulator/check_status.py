@@ -90,7 +90,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 class Emulator:
     def __init__(self):
-        self.p = subprocess.Popen([EMU, "--port", "0", "--quiet"],
+        self.p = subprocess.Popen([EMU, "--port", "0", "--quiet", "--check-credentials"],
                                   stdout=subprocess.PIPE, text=True)
         line = self.p.stdout.readline()
         self.port = int(line.split("127.0.0.1:")[1].split()[0])

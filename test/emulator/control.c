@@ -108,6 +108,8 @@ config_json(Buf *b)
 	pthread_mutex_lock(&cfg.lock);
 	buf_puts(b, "{\"account_sid\": ");
 	json_cstr(b, cfg.account_sid);
+	buf_puts(b, cfg.check_credentials ? ", \"check_credentials\": true" :
+			 ", \"check_credentials\": false");
 	buf_puts(b, ", \"auth_token\": ");
 	json_cstr(b, cfg.auth_token);
 	buf_puts(b, ", \"api_key_sid\": ");
@@ -183,7 +185,8 @@ set_config(const Params *p, Reply *r)
 				drop = -1,
 				timeout_ms = -1;
 	int			frozen = -1,
-				order = -1;
+				order = -1,
+				check = -1;
 
 	if (!int_param(p, "delay_ms", 0, 3600000, &delay_ms, r) ||
 		!int_param(p, "progress_ms", -1, 86400000, &progress_ms, r) ||
@@ -193,7 +196,8 @@ set_config(const Params *p, Reply *r)
 		!int_param(p, "sent_ms", 0, 86400000, &sent_ms, r) ||
 		!int_param(p, "callback_drop_percent", 0, 100, &drop, r) ||
 		!int_param(p, "callback_timeout_ms", 1, 600000, &timeout_ms, r) ||
-		!bool_param(p, "frozen", &frozen, r))
+		!bool_param(p, "frozen", &frozen, r) ||
+		!bool_param(p, "check_credentials", &check, r))
 		return;
 	if (token && token->vlen == 0)
 	{
@@ -206,6 +210,11 @@ set_config(const Params *p, Reply *r)
 		return;
 	}
 	pthread_mutex_lock(&cfg.lock);
+	/* credentials set here are checked from now on */
+	if (token || key_sid)
+		cfg.check_credentials = true;
+	if (check >= 0)
+		cfg.check_credentials = (check == 1);
 	if (token)
 		config_set_str(&cfg.auth_token, token->val, token->vlen);
 	/* an empty api_key_sid removes the API key */

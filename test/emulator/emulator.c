@@ -75,7 +75,9 @@ config_check_auth(const char *user, size_t ulen, const char *pass, size_t plen)
 	bool		ok = false;
 
 	pthread_mutex_lock(&cfg.lock);
-	if (field_eq(user, ulen, cfg.account_sid))
+	if (!cfg.check_credentials)
+		ok = ulen > 0;			/* a developer's own account, whatever it is */
+	else if (field_eq(user, ulen, cfg.account_sid))
 		ok = cfg.auth_token && field_eq(pass, plen, cfg.auth_token);
 	else if (cfg.api_key_sid && cfg.api_key_secret &&
 			 field_eq(user, ulen, cfg.api_key_sid))
@@ -392,15 +394,21 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-			"Usage: twilio-emulator --port N [options]\n"
-			"  --port N                 TCP port on 127.0.0.1 (0: pick a free one)\n"
+			"Usage: sms-emulator [options]   (in the source tree: twilio-emulator)\n"
+			"  --port N                 TCP port (default 8099; 0: pick a free one)\n"
+			"  --bind ADDR              IPv4 address to listen on (default 127.0.0.1);\n"
+			"                           the control API and the page have no login:\n"
+			"                           keep it on a loopback address\n"
 			"  --threads N              server threads (default 2)\n"
 			"  --tls-cert FILE          serve HTTPS with this PEM certificate ...\n"
 			"  --tls-key FILE           ... and this PEM private key\n"
+			"  --check-credentials      refuse (401) any account and token but these:\n"
 			"  --account-sid AC...      account sid (default ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa)\n"
 			"  --auth-token TOKEN       auth token (default emulator-token)\n"
 			"  --api-key-sid SK...      also accept this API key sid ...\n"
 			"  --api-key-secret S       ... with this secret\n"
+			"                           (each of the four turns the check on; without\n"
+			"                           them any account and token are accepted)\n"
 			"  --progress-ms MS         sent MS after queued, delivered MS later\n"
 			"                           (default 100; -1: frozen, never progress)\n"
 			"  --delay-ms MS            delay every API reply by MS (default 0)\n"
@@ -439,10 +447,13 @@ main(int argc, char **argv)
 		{"progress-ms", required_argument, NULL, 'P'},
 		{"delay-ms", required_argument, NULL, 'd'},
 		{"quiet", no_argument, NULL, 'q'},
+		{"bind", required_argument, NULL, 'b'},
+		{"check-credentials", no_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
-	long		port = -1;
+	long		port = 8099;
+	const char *bind_addr = "127.0.0.1";
 	long		threads = 2;
 	const char *cert_file = NULL;
 	const char *key_file = NULL;
@@ -495,15 +506,25 @@ main(int argc, char **argv)
 					exit(2);
 				}
 				strcpy(cfg.account_sid, optarg);
+				cfg.check_credentials = true;
 				break;
 			case 'T':
 				config_set_str(&cfg.auth_token, optarg, strlen(optarg));
+				cfg.check_credentials = true;
 				break;
 			case 's':
 				config_set_str(&cfg.api_key_sid, optarg, strlen(optarg));
+				cfg.check_credentials = true;
 				break;
 			case 'S':
 				config_set_str(&cfg.api_key_secret, optarg, strlen(optarg));
+				cfg.check_credentials = true;
+				break;
+			case 'C':
+				cfg.check_credentials = true;
+				break;
+			case 'b':
+				bind_addr = optarg;
 				break;
 			case 'P':
 				{
@@ -534,7 +555,7 @@ main(int argc, char **argv)
 				return 2;
 		}
 	}
-	if (optind < argc || port < 0)
+	if (optind < argc)
 	{
 		usage(stderr);
 		return 2;
@@ -594,7 +615,15 @@ main(int argc, char **argv)
 	memset(&addr, 0, sizeof(addr));
 	addr.sin_family = AF_INET;
 	addr.sin_port = htons((uint16_t) port);
-	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);	/* never 0.0.0.0 */
+	if (inet_pton(AF_INET, bind_addr, &addr.sin_addr) != 1)
+	{
+		fprintf(stderr, "twilio-emulator: --bind takes an IPv4 address, not \"%s\"\n", bind_addr);
+		return 2;
+	}
+	/* 127.0.0.0/8 is this machine; anything else lets others drive it */
+	if ((ntohl(addr.sin_addr.s_addr) >> 24) != 127)
+		fprintf(stderr, "twilio-emulator: WARNING: listening on %s: anyone who reaches it "
+				"can read every message and change its settings (no login)\n", bind_addr);
 
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
 		MHD_ALLOW_SUSPEND_RESUME;
@@ -619,7 +648,7 @@ main(int argc, char **argv)
 							  MHD_OPTION_END);
 	if (daemon == NULL)
 	{
-		fprintf(stderr, "twilio-emulator: could not listen on 127.0.0.1:%ld\n", port);
+		fprintf(stderr, "twilio-emulator: could not listen on %s:%ld\n", bind_addr, port);
 		delay_stop();
 		scheduler_stop();
 		sender_stop();
@@ -628,7 +657,7 @@ main(int argc, char **argv)
 	info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
 	if (info != NULL && info->port != 0)
 		port = info->port;
-	printf("twilio-emulator listening on 127.0.0.1:%ld (%s)\n", port,
+	printf("twilio-emulator listening on %s:%ld (%s)\n", bind_addr, port,
 		   tls ? "https" : "http");
 	fflush(stdout);
 

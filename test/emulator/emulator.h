@@ -96,6 +96,7 @@ typedef struct Config
 
 	/* credentials can be changed at run time through /_emulator/config */
 	pthread_mutex_t lock;
+	bool		check_credentials;	/* false: any account and token will do */
 	char	   *auth_token;
 	char	   *api_key_sid;
 	char	   *api_key_secret;

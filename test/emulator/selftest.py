@@ -34,7 +34,7 @@ def check(cond, what):
 
 
 def start(*args):
-    p = subprocess.Popen([EMU, "--port", "0", "--quiet", *args],
+    p = subprocess.Popen([EMU, "--port", "0", "--quiet", "--check-credentials", *args],
                          stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     port = int(line.split("127.0.0.1:")[1].split()[0])

@@ -673,7 +673,8 @@ twilio_handle(const ApiRequest *req, Reply *r)
 	if (req->auth_user == NULL ||
 		!config_check_auth(req->auth_user, req->auth_user_len,
 						   req->auth_pass, req->auth_pass_len) ||
-		!field_eq(acct, acct_len, cfg.account_sid))
+		!(field_eq(acct, acct_len, cfg.account_sid) ||
+		  (!cfg.check_credentials && acct_len == 34 && strncmp(acct, "AC", 2) == 0)))
 	{
 		reply_error(r, 401, 20003, "Authenticate");
 		r->www_authenticate = true;
