@@ -21,7 +21,7 @@ PGXS_SRC := $(abspath $(dir $(PGXS))/../..)
 PG_REGRESS_BIN := $(PGXS_SRC)/src/test/regress/pg_regress
 PG_PERL_LIB := $(PGXS_SRC)/src/test/perl
 
-DEB_PACKAGES = build-essential postgresql-$(PG_MAJOR) postgresql-server-dev-$(PG_MAJOR) \
+DEB_PACKAGES = chromium chromium-driver build-essential postgresql-$(PG_MAJOR) postgresql-server-dev-$(PG_MAJOR) \
 	libcurl4-openssl-dev libmicrohttpd-dev nettle-dev libipc-run-perl curl openssl \
 	pkg-config clang libclang-rt-dev
 

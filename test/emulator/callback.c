@@ -9,8 +9,11 @@
  *	  scheduler thread keeps a min-heap of the next due step of each
  *	  message that has a callback URL, on the progression clock, and
  *	  sleeps until the earliest; while the clock is frozen it sends what
- *	  fell due before the freeze and then sleeps until it thaws.  Messages without a callback URL never enter the heap, so
- *	  a benchmark that passes none pays nothing here.
+ *	  fell due before the freeze and then sleeps until it thaws.  While an
+ *	  inbox page is open (events.c), each new message's steps enter the heap
+ *	  as well, so the page is told of each status as it begins.  Messages
+ *	  without a callback URL created while no page is open never enter the
+ *	  heap, so a benchmark that passes none pays nothing here.
  *
  *	  A due step becomes a CallbackJob: the parameters Twilio sends,
  *	  form-encoded, and their X-Twilio-Signature, signed with the account's
@@ -47,6 +50,8 @@ typedef struct Due
 	int64_t		due_v;			/* on the progression clock */
 	int64_t		serial;			/* the message */
 	int			step;			/* the plan step that becomes due */
+	bool		page;			/* for the inbox page (events.c), not a
+								 * callback */
 } Due;
 
 static Due *heap;
@@ -182,13 +187,14 @@ heap_pop(void)
 }
 
 static void
-file_step(const Message *m, int step)
+file_step(const Message *m, int step, bool page)
 {
 	Due			d;
 
 	d.due_v = m->created_v + (int64_t) m->plan.at_ms[step] * 1000;
 	d.serial = m->serial;
 	d.step = step;
+	d.page = page;
 	heap_push(d);
 }
 
@@ -202,11 +208,39 @@ callback_schedule(Message *m)
 {
 	const Plan *p = &m->plan;
 
-	if (m->callback_url == NULL || p->nsteps < 2)
+	if (p->nsteps < 2)
+		return;
+	/* an open inbox page is told each change as it happens */
+	if (events_listening())
+		file_step(m, 1, true);
+	if (m->callback_url == NULL)
 		return;
 	m->cb_order = (uint8_t) atomic_load(&cfg.callback_order);
 	m->cb_next = 1;
-	file_step(m, m->cb_order == ORDER_INORDER ? 1 : p->nsteps - 1);
+	file_step(m, m->cb_order == ORDER_INORDER ? 1 : p->nsteps - 1, false);
+}
+
+/* Tell the inbox page that a message reached a step; store_lock held. */
+static void
+publish_step(const Message *m, int step)
+{
+	Buf			b = {0};
+	bool		last = step == m->plan.nsteps - 1;
+
+	buf_puts(&b, "{\"type\": \"status\", \"sid\": \"");
+	buf_puts(&b, m->sid);
+	buf_puts(&b, "\", \"status\": \"");
+	buf_puts(&b, status_name(m->plan.status[step]));
+	buf_puts(&b, "\", \"error_code\": ");
+	if (last && m->plan.error_code)
+		buf_put_int(&b, m->plan.error_code);
+	else
+		buf_puts(&b, "null");
+	buf_puts(&b, ", \"at_us\": ");
+	buf_put_int(&b, step_real_us(m, step));
+	buf_putc(&b, '}');
+	events_publish(b.data, b.len);
+	buf_free(&b);
 }
 
 void
@@ -464,9 +498,16 @@ sched_main(void *arg)
 		/* deleted or canceled messages move on no further */
 		if (m == NULL || m->deleted || m->canceled_us)
 			continue;
+		if (d.page)
+		{
+			publish_step(m, d.step);
+			if (d.step + 1 < m->plan.nsteps)
+				file_step(m, d.step + 1, true);
+			continue;
+		}
 		emit(m, d.step, false);
 		if (m->cb_order == ORDER_INORDER && d.step + 1 < m->plan.nsteps)
-			file_step(m, d.step + 1);
+			file_step(m, d.step + 1, false);
 	}
 	pthread_mutex_unlock(&store_lock);
 	return NULL;

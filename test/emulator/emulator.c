@@ -327,6 +327,27 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	memset(&rep, 0, sizeof(rep));
 	rep.delay_ms = -1;
 
+	/* the inbox page, and its event stream (open until the page goes) */
+	if (!r->control && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
+	{
+		struct MHD_Response *page = page_response(url);
+
+		if (page)
+		{
+			ret = MHD_queue_response(conn, MHD_HTTP_OK, page);
+			MHD_destroy_response(page);
+			return ret;
+		}
+	}
+	if (r->control && strcmp(url, "/_emulator/events") == 0 &&
+		strcmp(method, "GET") == 0)
+	{
+		struct MHD_Response *resp = events_response(conn);
+
+		ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+		MHD_destroy_response(resp);
+		return ret;
+	}
 	if (r->control)
 	{
 		const char *query = r->uri[r->path_len] == '?' ?
@@ -609,6 +630,7 @@ main(int argc, char **argv)
 	if (freeze)
 		clock_set_frozen(true);
 	delay_start();
+	events_start();
 	sender_start();
 	scheduler_start();
 
@@ -670,6 +692,7 @@ main(int argc, char **argv)
 	if (!cfg.quiet)
 		fprintf(stderr, "twilio-emulator: shutting down\n");
 	delay_stop();
+	events_stop();
 	MHD_stop_daemon(daemon);
 	scheduler_stop();
 	sender_stop();

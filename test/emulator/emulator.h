@@ -431,4 +431,18 @@ extern void delay_start(void);
 extern void delay_stop(void);
 extern void delay_add(struct MHD_Connection *conn, int64_t wake_mono_us);
 
+/* ---------- events.c: Server-Sent Events for the inbox page ---------- */
+
+struct MHD_Connection;
+struct MHD_Response;
+extern bool events_listening(void);
+extern void events_publish(const char *json, size_t len);
+extern struct MHD_Response *events_response(struct MHD_Connection *conn);
+extern void events_start(void);
+extern void events_stop(void);
+
+/* ---------- page.c: the inbox page ---------- */
+
+extern struct MHD_Response *page_response(const char *url);
+
 #endif							/* EMULATOR_H */

@@ -329,6 +329,16 @@ create_message(const ApiRequest *req, Reply *r)
 	callback_schedule(m);
 	message_view(m, m->created_us, true, &v);
 	message_json(&r->body, m, &v);
+	if (events_listening())
+	{
+		Buf			ev = {0};
+
+		buf_puts(&ev, "{\"type\": \"message\", \"message\": ");
+		buf_put(&ev, r->body.data, r->body.len);
+		buf_putc(&ev, '}');
+		events_publish(ev.data, ev.len);
+		buf_free(&ev);
+	}
 	pthread_mutex_unlock(&store_lock);
 	r->status = 201;
 	if (media != media_small)

@@ -1,0 +1,63 @@
+# The emulator's inbox page in a real browser (Debian's Chromium, headless,
+# through chromedriver): a message sent from SQL appears on the open page
+# without a reload, and bodies that are HTML or script are shown as text
+# and run nothing.  A screenshot goes to the test's log directory.
+use strict;
+use warnings;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use SmsTest;
+use SmsBrowser;
+
+my $browser = SmsBrowser->start
+  or plan skip_all => "no browser: $@";
+my $emu = start_emulator();
+my $node = sms_node('inbox', $emu);
+my $from = '+15017122661';
+
+$browser->go($emu->url . '/');
+wait_until(sub { ($browser->js(q{return document.getElementById('live').textContent}) // '') eq 'live' },
+	'the page is open and its event stream connected');
+# a mark that a reload would wipe out
+$browser->js(q{window.inboxMark = 42; return 1});
+
+# the bubbles of the thread shown, as the page renders them (text)
+my $bubbles = sub {
+	return $browser->js(q{return [...document.querySelectorAll('#thread .bubble')].map(b => b.textContent)}) // [];
+};
+
+$node->safe_psql('postgres', "SELECT sms_send('+15558675310', '$from', 'Your code is 4821')");
+wait_until(sub { grep { $_ eq 'Your code is 4821' } @{ $bubbles->() } },
+	'a message sent from SQL appears on the open page');
+is($browser->js(q{return window.inboxMark}), 42, 'without a reload');
+wait_until(
+	sub {
+		($browser->js(q{
+			const m = [...document.querySelectorAll('#thread .message')]
+				.find(d => d.querySelector('.bubble').textContent === 'Your code is 4821');
+			return m ? m.querySelector('.status').textContent : null}) // '') eq 'delivered';
+	},
+	'its status moves on to delivered on the page');
+like($browser->js(q{return document.querySelector('#thread .history').textContent}),
+	qr/queued .*sent .*delivered/, 'with the time of each change');
+
+# hostile bodies, to the same number: shown as text, nothing runs
+my @hostile = (
+	q{<script>document.title = 'pwned'</script>},
+	q{<img src=x onerror="document.title = 'pwned'">},);
+for my $body (@hostile)
+{
+	(my $q = $body) =~ s/'/''/g;
+	$node->safe_psql('postgres', "SELECT sms_send('+15558675310', '$from', '$q')");
+}
+wait_until(sub { my %b = map { $_ => 1 } @{ $bubbles->() }; !grep { !$b{$_} } @hostile },
+	'HTML bodies appear, as the text they are');
+is($browser->js(q{return document.title}), 'SMS inbox', 'no script of a body ran');
+is($browser->js(q{return document.querySelectorAll('#thread img, #thread script').length}),
+	0, 'no element was made of a body');
+
+my $shot = "$PostgreSQL::Test::Utils::log_path/inbox.png";
+$browser->screenshot($shot);
+ok(-s $shot, "screenshot saved: $shot");
+
+done_testing();
