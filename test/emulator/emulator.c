@@ -283,6 +283,42 @@ api_request(struct MHD_Connection *conn, Req *r, const char *url,
 	r->body.len = r->body.cap = 0;
 }
 
+/*
+ * The page and the control API have no login: only this machine may use
+ * them.  A web page the developer visits elsewhere could still make the
+ * browser send them requests (a form posted to 127.0.0.1, or a name of
+ * its own that resolves to 127.0.0.1 once the page is loaded): refuse a
+ * request whose Origin is another site's, or whose Host is not the
+ * address the emulator was reached at by this machine.
+ */
+static bool
+from_elsewhere(struct MHD_Connection *conn)
+{
+	const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+												   MHD_HTTP_HEADER_HOST);
+	const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+													 "Origin");
+	size_t		hlen;
+
+	if (host == NULL)
+		return false;			/* HTTP/1.0 tools: curl -0, scripts */
+	hlen = strcspn(host, ":");
+	if (!((hlen == 9 && strncmp(host, "localhost", 9) == 0) ||
+		  strncmp(host, "127.", 4) == 0 || strncmp(host, "[::1]", 5) == 0 ||
+		  (strncmp(host, cfg.bind_addr, hlen) == 0 && cfg.bind_addr[hlen] == '\0')))
+		return true;
+	if (origin == NULL)
+		return false;
+	/* the page's own requests: Origin is http(s)://<the same Host> */
+	if (strncmp(origin, "http://", 7) == 0)
+		origin += 7;
+	else if (strncmp(origin, "https://", 8) == 0)
+		origin += 8;
+	else
+		return true;
+	return strcmp(origin, host) != 0;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		   const char *method, const char *version, const char *upload_data,
@@ -326,6 +362,18 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 
 	memset(&rep, 0, sizeof(rep));
 	rep.delay_ms = -1;
+
+	if ((r->control || strcmp(url, "/") == 0) && from_elsewhere(conn))
+	{
+		struct MHD_Response *resp;
+
+		reply_error(&rep, 403, 20403, "The emulator's page and control API answer this machine only");
+		resp = make_response(&rep);
+		ret = MHD_queue_response(conn, 403, resp);
+		MHD_destroy_response(resp);
+		buf_free(&rep.body);
+		return ret;
+	}
 
 	/* the inbox page, and its event stream (open until the page goes) */
 	if (!r->control && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
@@ -492,6 +540,7 @@ main(int argc, char **argv)
 	bool		freeze = false;
 
 	strcpy(cfg.account_sid, "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	cfg.bind_addr = "127.0.0.1";
 	pthread_mutex_init(&cfg.lock, NULL);
 	config_set_str(&cfg.auth_token, "emulator-token", strlen("emulator-token"));
 	atomic_init(&cfg.delay_ms, 0);
@@ -546,6 +595,7 @@ main(int argc, char **argv)
 				break;
 			case 'b':
 				bind_addr = optarg;
+				cfg.bind_addr = optarg;
 				break;
 			case 'P':
 				{

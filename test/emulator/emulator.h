@@ -93,6 +93,7 @@ typedef struct Config
 {
 	char		account_sid[64];
 	bool		quiet;
+	const char *bind_addr;		/* --bind */
 
 	/* credentials can be changed at run time through /_emulator/config */
 	pthread_mutex_t lock;

@@ -5,6 +5,8 @@
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
+use HTTP::Tiny;
+use IO::Socket::INET;
 use Test::More;
 use SmsTest;
 use SmsBrowser;
@@ -55,6 +57,25 @@ wait_until(sub { my %b = map { $_ => 1 } @{ $bubbles->() }; !grep { !$b{$_} } @h
 is($browser->js(q{return document.title}), 'SMS inbox', 'no script of a body ran');
 is($browser->js(q{return document.querySelectorAll('#thread img, #thread script').length}),
 	0, 'no element was made of a body');
+
+# another site cannot drive the emulator through the developer's browser:
+# a form posted from elsewhere, or a name of its own rebound to 127.0.0.1
+my $http = HTTP::Tiny->new;
+my $count = sub { scalar @{ $emu->messages } };
+my $before = $count->();
+my $r = $http->post($emu->url . '/_emulator/reset',
+	{ headers => { Origin => 'https://attacker.example' } });
+is($r->{status}, 403, 'a reset posted from another origin is refused');
+# (HTTP::Tiny sets Host itself: a request written by hand)
+my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $emu->{port})
+  or die "connect: $!";
+print $sock "GET /_emulator/messages HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n";
+my ($status) = (scalar <$sock>) =~ m{^HTTP/1\.\d (\d+)};
+close $sock;
+is($status, 403, 'the inbox read under another host name is refused');
+is($count->(), $before, 'and the inbox is as it was');
+$r = $http->post($emu->url . '/_emulator/reset', { headers => { Origin => $emu->url } });
+is($r->{status}, 200, 'the page\'s own origin may');
 
 my $shot = "$PostgreSQL::Test::Utils::log_path/inbox.png";
 $browser->screenshot($shot);
