@@ -426,6 +426,8 @@ control_handle(const char *method, const char *path, const char *query,
 		/* the messages, the callbacks still to come and their log */
 		store_reset();
 		log_reset();
+		/* every open page empties too */
+		events_publish("{\"type\": \"cleared\"}", strlen("{\"type\": \"cleared\"}"));
 		if (!cfg.quiet)
 			fprintf(stderr, "twilio-emulator: reset\n");
 		r->status = 200;

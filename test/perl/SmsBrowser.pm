@@ -69,6 +69,23 @@ sub go { my ($self, $url) = @_; $self->_s('POST', '/url', { url => $url }); }
 # Run JavaScript in the page; returns its value.
 sub js { my ($self, $script, @args) = @_; return $self->_s('POST', '/execute/sync', { script => $script, args => \@args }); }
 
+# An element by CSS selector (its WebDriver reference), or undef.
+sub find
+{
+	my ($self, $css) = @_;
+	my $v = $self->_s('POST', '/element', { using => 'css selector', value => $css });
+	return ref $v eq 'HASH' ? (values %$v)[0] : undef;
+}
+
+# Click an element, as a user would (WebDriver scrolls it into view).
+sub click { my ($self, $css) = @_; $self->_s('POST', '/element/' . $self->find($css) . '/click', {}); }
+
+# Type into an element.
+sub type { my ($self, $css, $text) = @_; $self->_s('POST', '/element/' . $self->find($css) . '/value', { text => $text }); }
+
+# Choose the option of a <select> with this value.
+sub choose { my ($self, $css, $value) = @_; $self->click(qq{$css option[value="$value"]}); }
+
 sub screenshot
 {
 	my ($self, $file) = @_;

@@ -14,7 +14,7 @@ use SmsBrowser;
 my $browser = SmsBrowser->start
   or plan skip_all => "no browser: $@";
 my $emu = start_emulator();
-my $node = sms_node('inbox', $emu);
+my $node = sms_node('inbox', $emu, conf => "sms.status_poll_interval = '1s'\n");
 my $from = '+15017122661';
 
 $browser->go($emu->url . '/');
@@ -58,6 +58,33 @@ is($browser->js(q{return document.title}), 'SMS inbox', 'no script of a body ran
 is($browser->js(q{return document.querySelectorAll('#thread img, #thread script').length}),
 	0, 'no element was made of a body');
 
+# the page's control: this number's next message ends undelivered 30005,
+# and the outbox's row learns it (by polling)
+my $to = '+15558675312';
+$browser->type('#outcome-to', $to);
+$browser->choose('#outcome', 'undelivered:30005');
+$browser->click('#outcome-add');
+wait_until(sub { ($browser->js(q{return document.getElementById('control-result').textContent}) // '') eq 'done' },
+	'the page set the outcome');
+$node->safe_psql('postgres', "SELECT sms_send('$to', '$from', 'this one bounces')");
+wait_for_rows($node,
+	"SELECT status || ' ' || coalesce(error_code::text, '') FROM sms_outbox WHERE to_number = '$to'",
+	'undelivered 30005', 'the row in the outbox ends with the error code chosen on the page');
+$browser->click(qq{#conversations button[data-number="$to"]});
+wait_until(
+	sub {
+		($browser->js(q{
+			const m = [...document.querySelectorAll('#thread .message')]
+				.find(d => d.querySelector('.bubble').textContent === 'this one bounces');
+			return m ? m.querySelector('.meta:last-child').textContent : null}) // '') =~ /undelivered \(30005\)/;
+	},
+	'and the page shows it undelivered with its code');
+
+# (before the last test below clears the inbox)
+my $shot = "$PostgreSQL::Test::Utils::log_path/inbox.png";
+$browser->screenshot($shot);
+ok(-s $shot, "screenshot saved: $shot");
+
 # another site cannot drive the emulator through the developer's browser:
 # a form posted from elsewhere, or a name of its own rebound to 127.0.0.1
 my $http = HTTP::Tiny->new;
@@ -77,8 +104,5 @@ is($count->(), $before, 'and the inbox is as it was');
 $r = $http->post($emu->url . '/_emulator/reset', { headers => { Origin => $emu->url } });
 is($r->{status}, 200, 'the page\'s own origin may');
 
-my $shot = "$PostgreSQL::Test::Utils::log_path/inbox.png";
-$browser->screenshot($shot);
-ok(-s $shot, "screenshot saved: $shot");
 
 done_testing();

@@ -116,6 +116,8 @@ function listen() {
              num_segments: Number(m.num_segments), created_us: Date.now() * 1000, media_urls: [],
              history: [{ status: m.status, at_us: Date.now() * 1000 }] });
       render();
+    } else if (e.type === 'cleared') {
+      loadAll();
     } else if (e.type === 'status' && messages.has(e.sid)) {
       const m = messages.get(e.sid);
       m.status = e.status;
@@ -126,5 +128,36 @@ function listen() {
   });
 }
 
+// The controls post to the emulator's control API, as the tests do.
+async function control(path, fields, method) {
+  const r = await fetch('/_emulator/' + path, {
+    method: method || 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: fields ? new URLSearchParams(fields) : undefined,
+  });
+  const text = await r.text();
+  document.getElementById('control-result').textContent =
+    r.ok ? 'done' : 'refused: ' + (JSON.parse(text).error || r.status);
+  return r.ok;
+}
+
+document.getElementById('controls').addEventListener('submit', ev => {
+  ev.preventDefault();
+  const [status, code] = document.getElementById('outcome').value.split(':');
+  const fields = { to: document.getElementById('outcome-to').value.trim(), status, count: '1' };
+  if (code) fields.error_code = code;
+  control('outcomes', fields);
+});
+document.getElementById('fault-add').addEventListener('click', () => {
+  const action = document.getElementById('fault').value;
+  const fields = { action };
+  if (action === '429_retry_after') fields.retry_after = '2';
+  if (action === 'delay') fields.delay_ms = '5000';
+  control('faults', fields);
+});
+document.getElementById('faults-clear').addEventListener('click', () => control('faults', null, 'DELETE'));
+document.getElementById('clear').addEventListener('click', async () => {
+  if (await control('reset')) loadAll();
+});
 document.getElementById('search').addEventListener('input', render);
 loadAll().then(listen);
