@@ -189,7 +189,7 @@ demo-run:
 	cp test/demo.sh test/demo.sql "$$root/"; cp $(EMULATOR) "$$root/"; \
 	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
 	cd "$$root" && $(RUN_AS_TEST_USER) env PATH="$(PG_BINDIR):$$PATH" \
-		bash ./demo.sh "$$root"
+		DEMO_KEEP="$(DEMO_KEEP)" bash ./demo.sh "$$root"
 
 bench: deps
 	$(MAKE) all
