@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define API_PREFIX "/2010-04-01/Accounts/"
 
@@ -657,6 +658,128 @@ done:
 	form_free(&f);
 }
 
+/* A media URL's type, from its extension, as Twilio would have fetched it. */
+static const char *
+media_type(const char *url)
+{
+	static const char *const types[][2] = {
+		{".png", "image/png"}, {".jpg", "image/jpeg"}, {".jpeg", "image/jpeg"},
+		{".gif", "image/gif"}, {".webp", "image/webp"}, {".mp4", "video/mp4"},
+		{".pdf", "application/pdf"}, {".vcf", "text/vcard"},
+	};
+	size_t		len = strcspn(url, "?#");
+
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+	{
+		size_t		n = strlen(types[i][0]);
+
+		if (len > n && strncasecmp(url + len - n, types[i][0], n) == 0)
+			return types[i][1];
+	}
+	return "application/octet-stream";
+}
+
+/* The media's SID: ME and 32 hex digits, from its message and place. */
+static void
+media_sid(char *out, const Message *m, int i)
+{
+	snprintf(out, 35, "ME%.16s%016x", m->sid + 2, (unsigned) i + 1);
+}
+
+static void
+media_json(Buf *b, const Message *m, int i)
+{
+	char		sid[35];
+
+	media_sid(sid, m, i);
+	buf_puts(b, "{\"account_sid\": ");
+	json_cstr(b, cfg.account_sid);
+	buf_puts(b, ", \"content_type\": ");
+	json_cstr(b, media_type(m->media[i]));
+	buf_puts(b, ", \"date_created\": ");
+	json_date(b, m->created_us);
+	buf_puts(b, ", \"date_updated\": ");
+	json_date(b, m->created_us);
+	buf_puts(b, ", \"parent_sid\": ");
+	json_cstr(b, m->sid);
+	buf_puts(b, ", \"sid\": ");
+	json_cstr(b, sid);
+	buf_puts(b, ", \"uri\": \"" API_PREFIX);
+	buf_puts(b, cfg.account_sid);
+	buf_puts(b, "/Messages/");
+	buf_puts(b, m->sid);
+	buf_puts(b, "/Media/");
+	buf_puts(b, sid);
+	buf_puts(b, ".json\"}");
+}
+
+/*
+ * GET .../Messages/{Sid}/Media.json, the list of a message's media, and
+ * GET .../Messages/{Sid}/Media/{MEsid}.json, one of them.  (The media's
+ * content itself is not kept: Twilio's would be the fetched file.)
+ */
+static void
+media_request(const ApiRequest *req, const char *sid, size_t sid_len,
+			  const char *media, Reply *r)
+{
+	Message    *m;
+	bool		list = strcmp(media, "Media.json") == 0 || strcmp(media, "Media") == 0;
+
+	if (strcmp(req->method, "GET") != 0)
+	{
+		reply_error(r, 405, 20004, "Method not allowed");
+		return;
+	}
+	pthread_mutex_lock(&store_lock);
+	m = store_find(sid, sid_len);
+	if (m == NULL || m->deleted)
+	{
+		pthread_mutex_unlock(&store_lock);
+		not_found(req, r);
+		return;
+	}
+	if (list)
+	{
+		buf_puts(&r->body, "{\"media_list\": [");
+		for (int i = 0; i < m->num_media; i++)
+		{
+			if (i > 0)
+				buf_puts(&r->body, ", ");
+			media_json(&r->body, m, i);
+		}
+		buf_puts(&r->body, "], \"end\": ");
+		buf_put_int(&r->body, m->num_media > 0 ? m->num_media - 1 : 0);
+		buf_puts(&r->body, ", \"first_page_uri\": \"");
+		buf_puts(&r->body, req->path);
+		buf_puts(&r->body, "?PageSize=50&Page=0\", \"next_page_uri\": null, \"page\": 0,"
+				 " \"page_size\": 50, \"previous_page_uri\": null, \"start\": 0, \"uri\": \"");
+		buf_puts(&r->body, req->path);
+		buf_puts(&r->body, "?PageSize=50&Page=0\"}");
+		r->status = 200;
+	}
+	else
+	{
+		size_t		len = strcspn(media + 6, ".");
+
+		r->status = 404;
+		for (int i = 0; i < m->num_media; i++)
+		{
+			char		me[35];
+
+			media_sid(me, m, i);
+			if (strncmp(media, "Media/", 6) == 0 && len == 34 &&
+				strncmp(media + 6, me, 34) == 0)
+			{
+				media_json(&r->body, m, i);
+				r->status = 200;
+			}
+		}
+	}
+	pthread_mutex_unlock(&store_lock);
+	if (r->status == 404)
+		not_found(req, r);
+}
+
 /*
  * Entry point for everything under /2010-04-01/.  Credentials are checked
  * before the path, as Twilio does: an unauthenticated client learns
@@ -714,6 +837,18 @@ twilio_handle(const ApiRequest *req, Reply *r)
 		else
 			reply_error(r, 405, 20004, "Method not allowed");
 		return;
+	}
+	if (rest_len > 9 && strncmp(rest, "Messages/", 9) == 0 &&
+		strchr(rest + 9, '/') != NULL)
+	{
+		const char *sid = rest + 9;
+		const char *media = strchr(sid, '/') + 1;
+
+		if (strncmp(media, "Media", 5) == 0)
+		{
+			media_request(req, sid, media - 1 - sid, media, r);
+			return;
+		}
 	}
 	if (rest_len > 9 && strncmp(rest, "Messages/", 9) == 0 &&
 		strchr(rest + 9, '/') == NULL)
