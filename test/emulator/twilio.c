@@ -383,7 +383,7 @@ page_uri(Buf *b, const Buf *filters, int64_t page_size, int64_t page,
 	buf_put_int(b, page);
 	if (token)
 	{
-		buf_puts(b, "&PageToken=PA");
+		buf_puts(b, "&PageToken=");
 		buf_puts(b, token);
 	}
 	buf_putc(b, '"');
@@ -426,12 +426,17 @@ list_messages(const ApiRequest *req, Reply *r)
 				skip,
 				collected = 0;
 	int64_t		start_idx;
-	bool		has_more = false;
+	bool		has_more = false,
+				backward = false,
+				older,
+				newer;
 	Buf			filters = {0};
-	const Message *last = NULL;
+	const Message **picked;
 	int64_t		now = now_us();
 	int64_t		i;
-	char		last_sid[35];
+	char		last_sid[37] = "",
+				first_sid[37] = "";
+	char		token_copy[40] = "";
 
 	form_parse(&q, req->query, strlen(req->query));
 	to = form_get(&q, "To");
@@ -446,6 +451,8 @@ list_messages(const ApiRequest *req, Reply *r)
 	fsize = form_get(&q, "PageSize");
 	fpage = form_get(&q, "Page");
 	token = form_get(&q, "PageToken");
+	if (token && token->vlen < sizeof(token_copy))
+		memcpy(token_copy, token->val, token->vlen);
 
 	if ((exact && !parse_day(exact->val, exact->vlen, &day_eq)) ||
 		(after && !parse_day(after->val, after->vlen, &day_ge)) ||
@@ -481,7 +488,8 @@ list_messages(const ApiRequest *req, Reply *r)
 	{
 		Message    *tm = NULL;
 
-		if (token->vlen > 2 && token->val[0] == 'P' && token->val[1] == 'A')
+		if (token->vlen > 2 && token->val[0] == 'P' &&
+			(token->val[1] == 'A' || token->val[1] == 'B'))
 			tm = store_find(token->val + 2, token->vlen - 2);
 		if (tm == NULL)
 		{
@@ -489,12 +497,17 @@ list_messages(const ApiRequest *req, Reply *r)
 			reply_error(r, 400, 20001, "Invalid PageToken");
 			goto done;
 		}
-		start_idx = (int64_t) store_index_of(tm) - 1;
+		backward = token->val[1] == 'B';
+		/* PA: the messages older than it; PB: the page newer than it */
+		start_idx = (int64_t) store_index_of(tm) + (backward ? 1 : -1);
 		skip = 0;
 	}
 
-	buf_puts(&r->body, "{\"messages\": [");
-	for (i = start_idx; i >= 0; i--)
+	/* the page's messages, newest first (PB collects them oldest first) */
+	picked = malloc(sizeof(const Message *) * (size_t) (page_size + 1));
+	if (picked == NULL)
+		abort();
+	for (i = start_idx; backward ? i < (int64_t) store_count() : i >= 0; i += backward ? 1 : -1)
 	{
 		const Message *m = store_at((size_t) i);
 		MsgView		v;
@@ -527,14 +540,41 @@ list_messages(const ApiRequest *req, Reply *r)
 			has_more = true;
 			break;
 		}
-		if (collected > 0)
-			buf_puts(&r->body, ", ");
-		message_json(&r->body, m, &v);
-		collected++;
-		last = m;
+		picked[collected++] = m;
 	}
-	if (last)
-		memcpy(last_sid, last->sid, sizeof(last_sid));
+	if (backward)
+	{
+		for (i = 0; i < collected / 2; i++)
+		{
+			const Message *t = picked[i];
+
+			picked[i] = picked[collected - 1 - i];
+			picked[collected - 1 - i] = t;
+		}
+	}
+	buf_puts(&r->body, "{\"messages\": [");
+	for (i = 0; i < collected; i++)
+	{
+		MsgView		v;
+
+		if (i > 0)
+			buf_puts(&r->body, ", ");
+		message_view(picked[i], now, false, &v);
+		message_json(&r->body, picked[i], &v);
+	}
+	if (collected > 0)
+	{
+		last_sid[0] = 'P';
+		last_sid[1] = 'A';
+		memcpy(last_sid + 2, picked[collected - 1]->sid, 35);
+		first_sid[0] = 'P';
+		first_sid[1] = 'B';
+		memcpy(first_sid + 2, picked[0]->sid, 35);
+	}
+	/* older ones past a PB page are known to exist: the token's message */
+	older = backward ? collected > 0 : has_more;
+	newer = backward ? has_more : (token != NULL || page > 0) && collected > 0;
+	free(picked);
 	pthread_mutex_unlock(&store_lock);
 
 	buf_puts(&r->body, "], \"end\": ");
@@ -542,7 +582,7 @@ list_messages(const ApiRequest *req, Reply *r)
 	buf_puts(&r->body, ", \"first_page_uri\": ");
 	page_uri(&r->body, &filters, page_size, 0, NULL);
 	buf_puts(&r->body, ", \"next_page_uri\": ");
-	if (has_more)
+	if (older)
 		page_uri(&r->body, &filters, page_size, page + 1, last_sid);
 	else
 		buf_puts(&r->body, "null");
@@ -550,16 +590,16 @@ list_messages(const ApiRequest *req, Reply *r)
 	buf_put_int(&r->body, page);
 	buf_puts(&r->body, ", \"page_size\": ");
 	buf_put_int(&r->body, page_size);
+	/* PB<first sid>: the page before, however many arrived since */
 	buf_puts(&r->body, ", \"previous_page_uri\": ");
-	if (page > 0)
-		page_uri(&r->body, &filters, page_size, page - 1, NULL);
+	if (newer)
+		page_uri(&r->body, &filters, page_size, page > 0 ? page - 1 : 0, first_sid);
 	else
 		buf_puts(&r->body, "null");
 	buf_puts(&r->body, ", \"start\": ");
 	buf_put_int(&r->body, page * page_size);
 	buf_puts(&r->body, ", \"uri\": ");
-	page_uri(&r->body, &filters, page_size, page,
-			 token ? token->val + 2 : NULL);
+	page_uri(&r->body, &filters, page_size, page, token_copy[0] ? token_copy : NULL);
 	buf_putc(&r->body, '}');
 	r->status = 200;
 done:
