@@ -170,7 +170,13 @@ def run(c):
     check(s == 400 and j["code"] == 30409, "cannot cancel delivered")
     s, j, _ = c.create(Body="cancel me", **ok)
     s, j, _ = c.req("POST", BASE + "/Messages/%s.json" % j["sid"], {"Status": "canceled"})
-    check(s == 200 and j["status"] == "canceled", "cancel queued")
+    check(s == 400 and j["code"] == 30409, "cannot cancel queued: only a scheduled message")
+    later = (datetime.datetime.now(datetime.timezone.utc) +
+             datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    s, j, _ = c.create(To="+15551230001", MessagingServiceSid="MG" + "a" * 32, Body="cancel me",
+                       ScheduleType="fixed", SendAt=later)
+    s, j, _ = c.req("POST", BASE + "/Messages/%s.json" % j["sid"], {"Status": "canceled"})
+    check(s == 200 and j["status"] == "canceled", "cancel scheduled")
     s, j, _ = c.req("DELETE", BASE + "/Messages/%s.json" % sid)
     check(s == 204, "delete 204")
     s, j, _ = c.req("GET", BASE + "/Messages/%s.json" % sid)

@@ -674,11 +674,16 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 	message_view(m, now_us(), false, &v);
 	if (status)
 	{
-		if (strcmp(v.status, "queued") != 0 && strcmp(v.status, "accepted") != 0 &&
-			strcmp(v.status, "scheduled") != 0)
+		/*
+		 * Only while it is scheduled: Twilio's page for 30409 says a
+		 * message can be canceled at that point and no other, so one
+		 * accepted or queued (a Messaging Service's included) is already
+		 * on its way and answers 30409 as a delivered one does.
+		 */
+		if (strcmp(v.status, "scheduled") != 0)
 		{
 			pthread_mutex_unlock(&store_lock);
-			reply_error(r, 400, 30409, "Message cannot be canceled");
+			reply_error(r, 400, 30409, "This message cannot be canceled");
 			goto done;
 		}
 		m->canceled_us = now_us();

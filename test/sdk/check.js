@@ -559,6 +559,18 @@ async function main() {
     return e.message;
   });
 
+  // Twilio's page for 30409: only a scheduled message can be canceled;
+  // one accepted or queued is already on its way, and goes on
+  for (const [what, params] of [['queued', { from: FROM }], ['accepted, through a service', { messagingServiceSid: MG }]]) {
+    await check(`cancel refused: a message not scheduled (${what}): 30409`, async () => {
+      const m0 = remember(await client.messages.create({ to: '+15558675322', body: `not scheduled, ${what}`, ...params }));
+      const e = await rejects(client.messages(m0.sid).update({ status: 'canceled' }), 400, 30409);
+      const { m } = await follow(m0.sid, ['delivered', 'undelivered', 'failed', 'canceled']);
+      same(m.status, 'delivered', 'it goes on to');
+      return e.message;
+    });
+  }
+
   // ------------------------------------------------------------ redact
   await check('redact: update body to empty', async () => {
     const m = await client.messages(plain.sid).update({ body: '' });
