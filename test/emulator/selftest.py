@@ -169,8 +169,11 @@ def run(c):
     s, j, _ = c.req("POST", BASE + "/Messages/%s.json" % sid, {"Status": "canceled"})
     check(s == 400 and j["code"] == 30409, "cannot cancel delivered")
     s, j, _ = c.create(Body="cancel me", **ok)
-    s, j, _ = c.req("POST", BASE + "/Messages/%s.json" % j["sid"], {"Status": "canceled"})
+    queued = j["sid"]
+    s, j, _ = c.req("POST", BASE + "/Messages/%s.json" % queued, {"Status": "canceled"})
     check(s == 400 and j["code"] == 30409, "cannot cancel queued: only a scheduled message")
+    s, j, _ = c.req("DELETE", BASE + "/Messages/%s.json" % queued)
+    check(s == 400 and j["code"] == 20009, "cannot delete before complete (queued)")
     later = (datetime.datetime.now(datetime.timezone.utc) +
              datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     s, j, _ = c.create(To="+15551230001", MessagingServiceSid="MG" + "a" * 32, Body="cancel me",

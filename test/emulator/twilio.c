@@ -664,14 +664,28 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 		not_found(req, r);
 		goto done;
 	}
+	message_view(m, now_us(), false, &v);
 	if (is_delete)
 	{
+		/*
+		 * Twilio refuses to delete a message before its course is over
+		 * (20009): an application that deletes right after sending must
+		 * wait for the final status.  Its page gives the code but not the
+		 * HTTP status; 400 is what this API answers for a request refused
+		 * for the resource's state (30409 too).  Over means the plan's last
+		 * step, "sent" included for a number without receipts, or canceled.
+		 */
+		if (v.step >= 0 && v.step < m->plan.nsteps - 1)
+		{
+			pthread_mutex_unlock(&store_lock);
+			reply_error(r, 400, 20009, "Cannot delete this resource before it is complete");
+			goto done;
+		}
 		m->deleted = true;
 		pthread_mutex_unlock(&store_lock);
 		r->status = 204;
 		goto done;
 	}
-	message_view(m, now_us(), false, &v);
 	if (status)
 	{
 		/*

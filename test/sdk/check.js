@@ -227,6 +227,7 @@ async function main() {
   await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
   const cbBase = `http://127.0.0.1:${receiver.address().port}`;
   const created = [];    // every SID created, for the list checks
+  const deleted = new Set();
   const remember = (m) => { created.push(m.sid); facts.bodies[m.sid] = m.body; return m; };
 
   // ------------------------------------------------------------ create
@@ -589,6 +590,7 @@ async function main() {
     await follow(m0.sid, ['delivered']);
     same(await client.messages(m0.sid).remove(), true, 'remove() resolves');
     doomed = m0.sid;
+    deleted.add(doomed);
     return doomed;
   });
 
@@ -601,6 +603,33 @@ async function main() {
     const list = await client.messages.list({ to: '+15558675321' });
     same(list.map((m) => m.sid), [], 'messages to its number');
     return 'gone';
+  });
+
+  // Twilio's 20009: a message cannot be deleted before it is complete (the
+  // emulator is frozen meanwhile, so that the message is still queued)
+  await check('delete refused: a message not yet complete (queued): 20009', async () => {
+    await control('POST', 'config', { frozen: 'true' });
+    let m0, e;
+    try {
+      m0 = remember(await client.messages.create({ to: '+15558675323', from: FROM, body: 'Too soon to delete' }));
+      e = await rejects(client.messages(m0.sid).remove(), 400, 20009);
+    } finally {
+      await control('POST', 'config', { frozen: 'false' });
+    }
+    const { m } = await follow(m0.sid, ['delivered']);
+    same(m.status, 'delivered', 'still there, and it goes on to');
+    return e.message;
+  });
+
+  await check('delete: a message with media, then its media are gone too (404)', async () => {
+    const m0 = remember(await client.messages.create({ to: '+15558675323', from: FROM, body: 'A picture, then none',
+      mediaUrl: ['https://example.com/gone.gif'] }));
+    facts.media[m0.sid] = ['https://example.com/gone.gif'];
+    await follow(m0.sid, ['delivered']);
+    same(await client.messages(m0.sid).remove(), true, 'remove() resolves');
+    const e = await rejects(client.messages(m0.sid).media.list(), 404, 20404);
+    deleted.add(m0.sid);
+    return e.message;
   });
 
   // ------------------------------------------------------------ list
@@ -719,9 +748,9 @@ async function main() {
   await check('list: everything, each created message once', async () => {
     const all = await client.messages.list({ pageSize: 1000 });
     const sids = all.map((m) => m.sid);
-    const mine = created.filter((s) => s !== doomed);
+    const mine = created.filter((s) => !deleted.has(s));
     expect(mine.every((s) => sids.includes(s)), 'a created message is missing');
-    expect(!sids.includes(doomed), 'the deleted message is listed');
+    expect(!sids.some((s) => deleted.has(s)), 'a deleted message is listed');
     same(new Set(sids).size, sids.length, 'distinct SIDs');
     for (let i = 1; i < all.length; i++)
       expect(all[i - 1].dateCreated >= all[i].dateCreated, 'newest first');
