@@ -104,6 +104,18 @@ def run(c):
     s, msgs, _ = c.req("GET", "/_emulator/messages", auth=False)
     check(msgs[-1]["body"] == body and msgs[-1]["media_urls"] == ["https://x/1.png", "https://x/2.png?a=1&b=2"],
           "body and media round-trip byte for byte")
+    s, j, _ = c.req("GET", BASE + "/Messages/%s/Media.json" % sid)
+    check(s == 200 and [m["content_type"] for m in j["media_list"]] == ["image/png", "image/png"] and
+          all(m["parent_sid"] == sid and m["sid"].startswith("ME") for m in j["media_list"]),
+          "media list")
+    me = j["media_list"][0]["sid"]
+    s, j, _ = c.req("GET", BASE + "/Messages/%s/Media/%s.json" % (sid, me))
+    check(s == 200 and j["sid"] == me, "media fetch")
+    s, j, _ = c.req("DELETE", BASE + "/Messages/%s/Media/%s.json" % (sid, me))
+    check(s == 204, "media delete 204")
+    s, j, _ = c.req("GET", BASE + "/Messages/%s/Media/%s.json" % (sid, me))
+    s2, j2, _ = c.req("GET", BASE + "/Messages/%s/Media.json" % sid)
+    check(s == 404 and j["code"] == 20404 and len(j2["media_list"]) == 1, "media deleted: 404, left out")
 
     # segments
     for text, seg in [("a" * 160, "1"), ("a" * 161, "2"), ("{" * 80, "1"),

@@ -774,8 +774,8 @@ media_json(Buf *b, const Message *m, int i)
 
 /*
  * GET .../Messages/{Sid}/Media.json, the list of a message's media, and
- * GET .../Messages/{Sid}/Media/{MEsid}.json, one of them.  (The media's
- * content itself is not kept: Twilio's would be the fetched file.)
+ * GET or DELETE .../Messages/{Sid}/Media/{MEsid}.json, one of them.  (The
+ * media's content itself is not kept: Twilio's would be the fetched file.)
  */
 static void
 media_request(const ApiRequest *req, const char *sid, size_t sid_len,
@@ -783,8 +783,9 @@ media_request(const ApiRequest *req, const char *sid, size_t sid_len,
 {
 	Message    *m;
 	bool		list = strcmp(media, "Media.json") == 0 || strcmp(media, "Media") == 0;
+	bool		is_delete = strcmp(req->method, "DELETE") == 0;
 
-	if (strcmp(req->method, "GET") != 0)
+	if (strcmp(req->method, "GET") != 0 && !(is_delete && !list))
 	{
 		reply_error(r, 405, 20004, "Method not allowed");
 		return;
@@ -799,15 +800,19 @@ media_request(const ApiRequest *req, const char *sid, size_t sid_len,
 	}
 	if (list)
 	{
+		int			n = 0;
+
 		buf_puts(&r->body, "{\"media_list\": [");
 		for (int i = 0; i < m->num_media; i++)
 		{
-			if (i > 0)
+			if (m->media_deleted[i])
+				continue;
+			if (n++ > 0)
 				buf_puts(&r->body, ", ");
 			media_json(&r->body, m, i);
 		}
 		buf_puts(&r->body, "], \"end\": ");
-		buf_put_int(&r->body, m->num_media > 0 ? m->num_media - 1 : 0);
+		buf_put_int(&r->body, n > 0 ? n - 1 : 0);
 		buf_puts(&r->body, ", \"first_page_uri\": \"");
 		buf_puts(&r->body, req->path);
 		buf_puts(&r->body, "?PageSize=50&Page=0\", \"next_page_uri\": null, \"page\": 0,"
@@ -826,8 +831,20 @@ media_request(const ApiRequest *req, const char *sid, size_t sid_len,
 			char		me[35];
 
 			media_sid(me, m, i);
-			if (strncmp(media, "Media/", 6) == 0 && len == 34 &&
-				strncmp(media + 6, me, 34) == 0)
+			if (m->media_deleted[i] || strncmp(media, "Media/", 6) != 0 ||
+				len != 34 || strncmp(media + 6, me, 34) != 0)
+				continue;
+			if (is_delete)
+			{
+				/*
+				 * Twilio's Media delete: gone from the list and from fetch.
+				 * The URL stays in /_emulator/messages, which tells what
+				 * was sent.
+				 */
+				m->media_deleted[i] = true;
+				r->status = 204;
+			}
+			else
 			{
 				media_json(&r->body, m, i);
 				r->status = 200;

@@ -492,6 +492,17 @@ async function main() {
     return `${list.length} fetched`;
   });
 
+  await check('media: remove() one, then it is gone from fetch and list', async () => {
+    const before = await client.messages(withMedia.sid).media.list();
+    const gone = before.find((x) => x.contentType === 'application/pdf');
+    same(await client.messages(withMedia.sid).media(gone.sid).remove(), true, 'remove() resolves');
+    await rejects(client.messages(withMedia.sid).media(gone.sid).fetch(), 404, 20404);
+    const after = await client.messages(withMedia.sid).media.list();
+    same(after.map((x) => x.sid).sort(), before.filter((x) => x !== gone).map((x) => x.sid).sort(), 'the others');
+    await rejects(client.messages(withMedia.sid).media(gone.sid).remove(), 404, 20404);
+    return `${before.length} -> ${after.length}`;
+  });
+
   await check('media: an unknown media SID is 404, 20404', async () => {
     const e = await rejects(client.messages(withMedia.sid).media('ME' + '0'.repeat(32)).fetch(), 404, 20404);
     return e.message;
