@@ -199,6 +199,7 @@ typedef struct Message
 	char	   *body;
 	size_t		body_len;
 	char	  **media;
+	bool	   *media_deleted;	/* per media: removed by a Media DELETE */
 	char	   *callback_url;	/* StatusCallback; NULL without one */
 	int64_t		created_v;		/* progression clock at creation */
 	Plan		plan;

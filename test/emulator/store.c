@@ -91,7 +91,7 @@ copy_str(char **dst, const char *s, size_t n)
 Message *
 store_add(const NewMessage *nm, int64_t created_us)
 {
-	size_t		size = sizeof(Message) + sizeof(char *) * nm->num_media;
+	size_t		size = sizeof(Message) + (sizeof(char *) + sizeof(bool)) * nm->num_media;
 	Message    *m;
 	char	   *p;
 	int			i;
@@ -111,7 +111,9 @@ store_add(const NewMessage *nm, int64_t created_us)
 	m = xmalloc(size);
 	memset(m, 0, sizeof(Message));
 	m->media = (char **) (m + 1);
-	p = (char *) (m->media + nm->num_media);
+	m->media_deleted = (bool *) (m->media + nm->num_media);
+	memset(m->media_deleted, 0, sizeof(bool) * nm->num_media);
+	p = (char *) (m->media_deleted + nm->num_media);
 	m->to = copy_str(&p, nm->to, nm->to_len);
 	m->body = copy_str(&p, nm->body ? nm->body : "", nm->body_len);
 	m->body_len = nm->body_len;

@@ -664,21 +664,40 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 		not_found(req, r);
 		goto done;
 	}
+	message_view(m, now_us(), false, &v);
 	if (is_delete)
 	{
+		/*
+		 * Twilio refuses to delete a message before its course is over
+		 * (20009): an application that deletes right after sending must
+		 * wait for the final status.  Its page gives the code but not the
+		 * HTTP status; 400 is what this API answers for a request refused
+		 * for the resource's state (30409 too).  Over means the plan's last
+		 * step, "sent" included for a number without receipts, or canceled.
+		 */
+		if (v.step >= 0 && v.step < m->plan.nsteps - 1)
+		{
+			pthread_mutex_unlock(&store_lock);
+			reply_error(r, 400, 20009, "Cannot delete this resource before it is complete");
+			goto done;
+		}
 		m->deleted = true;
 		pthread_mutex_unlock(&store_lock);
 		r->status = 204;
 		goto done;
 	}
-	message_view(m, now_us(), false, &v);
 	if (status)
 	{
-		if (strcmp(v.status, "queued") != 0 && strcmp(v.status, "accepted") != 0 &&
-			strcmp(v.status, "scheduled") != 0)
+		/*
+		 * Only while it is scheduled: Twilio's page for 30409 says a
+		 * message can be canceled at that point and no other, so one
+		 * accepted or queued (a Messaging Service's included) is already
+		 * on its way and answers 30409 as a delivered one does.
+		 */
+		if (strcmp(v.status, "scheduled") != 0)
 		{
 			pthread_mutex_unlock(&store_lock);
-			reply_error(r, 400, 30409, "Message cannot be canceled");
+			reply_error(r, 400, 30409, "This message cannot be canceled");
 			goto done;
 		}
 		m->canceled_us = now_us();
@@ -755,8 +774,8 @@ media_json(Buf *b, const Message *m, int i)
 
 /*
  * GET .../Messages/{Sid}/Media.json, the list of a message's media, and
- * GET .../Messages/{Sid}/Media/{MEsid}.json, one of them.  (The media's
- * content itself is not kept: Twilio's would be the fetched file.)
+ * GET or DELETE .../Messages/{Sid}/Media/{MEsid}.json, one of them.  (The
+ * media's content itself is not kept: Twilio's would be the fetched file.)
  */
 static void
 media_request(const ApiRequest *req, const char *sid, size_t sid_len,
@@ -764,8 +783,9 @@ media_request(const ApiRequest *req, const char *sid, size_t sid_len,
 {
 	Message    *m;
 	bool		list = strcmp(media, "Media.json") == 0 || strcmp(media, "Media") == 0;
+	bool		is_delete = strcmp(req->method, "DELETE") == 0;
 
-	if (strcmp(req->method, "GET") != 0)
+	if (strcmp(req->method, "GET") != 0 && !(is_delete && !list))
 	{
 		reply_error(r, 405, 20004, "Method not allowed");
 		return;
@@ -780,15 +800,19 @@ media_request(const ApiRequest *req, const char *sid, size_t sid_len,
 	}
 	if (list)
 	{
+		int			n = 0;
+
 		buf_puts(&r->body, "{\"media_list\": [");
 		for (int i = 0; i < m->num_media; i++)
 		{
-			if (i > 0)
+			if (m->media_deleted[i])
+				continue;
+			if (n++ > 0)
 				buf_puts(&r->body, ", ");
 			media_json(&r->body, m, i);
 		}
 		buf_puts(&r->body, "], \"end\": ");
-		buf_put_int(&r->body, m->num_media > 0 ? m->num_media - 1 : 0);
+		buf_put_int(&r->body, n > 0 ? n - 1 : 0);
 		buf_puts(&r->body, ", \"first_page_uri\": \"");
 		buf_puts(&r->body, req->path);
 		buf_puts(&r->body, "?PageSize=50&Page=0\", \"next_page_uri\": null, \"page\": 0,"
@@ -807,8 +831,20 @@ media_request(const ApiRequest *req, const char *sid, size_t sid_len,
 			char		me[35];
 
 			media_sid(me, m, i);
-			if (strncmp(media, "Media/", 6) == 0 && len == 34 &&
-				strncmp(media + 6, me, 34) == 0)
+			if (m->media_deleted[i] || strncmp(media, "Media/", 6) != 0 ||
+				len != 34 || strncmp(media + 6, me, 34) != 0)
+				continue;
+			if (is_delete)
+			{
+				/*
+				 * Twilio's Media delete: gone from the list and from fetch.
+				 * The URL stays in /_emulator/messages, which tells what
+				 * was sent.
+				 */
+				m->media_deleted[i] = true;
+				r->status = 204;
+			}
+			else
 			{
 				media_json(&r->body, m, i);
 				r->status = 200;
