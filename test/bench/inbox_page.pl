@@ -46,6 +46,21 @@ sub rate
 	return $1;
 }
 
+# CPU seconds (user + system) used so far by the processes named like re
+sub cpu_of
+{
+	my ($re) = @_;
+	my $ticks = 0;
+	for my $stat (glob '/proc/[0-9]*/stat')
+	{
+		open my $f, '<', $stat or next;
+		my $line = <$f> // next;
+		my ($comm, @rest) = $line =~ /\((.*)\)\s+(.*)/ ? ($1, split ' ', $2) : next;
+		$ticks += $rest[11] + $rest[12] if $comm =~ $re;
+	}
+	return $ticks / 100;
+}
+
 sub median { my @s = sort { $a <=> $b } @_; return $s[ $#s / 2 ]; }
 
 my (@ratio, @stream_ratio);
@@ -71,15 +86,19 @@ for my $i (1 .. $pairs)
 		  if time() > $deadline;
 		usleep(100_000);
 	}
+	my ($browser0, $emu0) = (cpu_of(qr/^chrom/), cpu_of(qr/emulator/));
 	my $with = rate();
+	my ($browser_cpu, $emu_cpu) = (cpu_of(qr/^chrom/) - $browser0, cpu_of(qr/emulator/) - $emu0);
 	my $shown = $browser->js(q{return document.querySelectorAll('#numbers li, #numbers button').length});
 	$browser->go('about:blank');
 
 	push @ratio, $with / $without;
 	push @stream_ratio, $stream / $without;
-	printf $say "  pair %d: no page %.0f req/s, event stream alone %.0f (%.2f), page open %.0f (%.2f)\n",
-	  $i, $without, $stream, $stream / $without, $with, $with / $without;
+	printf $say "  pair %d: no page %.0f req/s, event stream alone %.0f (%.2f), page open %.0f (%.2f;"
+	  . " Chromium used %.1f s of CPU in those 5 s, the emulator %.1f s)\n",
+	  $i, $without, $stream, $stream / $without, $with, $with / $without, $browser_cpu, $emu_cpu;
 }
 printf $say "  median ratio, page open / no page: %.2f; event stream alone / no page: %.2f\n",
   median(@ratio), median(@stream_ratio);
-$browser->quit if $browser->can('quit');
+$browser->stop;
+$emu->stop;

@@ -220,29 +220,6 @@ callback_schedule(Message *m)
 	file_step(m, m->cb_order == ORDER_INORDER ? 1 : p->nsteps - 1, false);
 }
 
-/* Tell the inbox page that a message reached a step; store_lock held. */
-static void
-publish_step(const Message *m, int step)
-{
-	Buf			b = {0};
-	bool		last = step == m->plan.nsteps - 1;
-
-	buf_puts(&b, "{\"type\": \"status\", \"sid\": \"");
-	buf_puts(&b, m->sid);
-	buf_puts(&b, "\", \"status\": \"");
-	buf_puts(&b, status_name(m->plan.status[step]));
-	buf_puts(&b, "\", \"error_code\": ");
-	if (last && m->plan.error_code)
-		buf_put_int(&b, m->plan.error_code);
-	else
-		buf_puts(&b, "null");
-	buf_puts(&b, ", \"at_us\": ");
-	buf_put_int(&b, step_real_us(m, step));
-	buf_putc(&b, '}');
-	events_publish(b.data, b.len);
-	buf_free(&b);
-}
-
 void
 callback_wake(void)
 {
@@ -500,7 +477,7 @@ sched_main(void *arg)
 			continue;
 		if (d.page)
 		{
-			publish_step(m, d.step);
+			events_publish_message(m->serial);
 			if (d.step + 1 < m->plan.nsteps)
 				file_step(m, d.step + 1, true);
 			continue;

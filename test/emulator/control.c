@@ -13,7 +13,9 @@
  */
 #include "emulator.h"
 
+#include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct Params
@@ -309,69 +311,24 @@ add_outcome(const Params *p, Reply *r)
 	buf_puts(&r->body, "}\n");
 }
 
-static void
-messages_json(Buf *b)
+/*
+ * A text parameter as a C string (lower-cased for a search); NULL when
+ * absent.  Freed by the caller.
+ */
+static char *
+text_param(const Params *p, const char *key, bool lower)
 {
-	size_t		i,
-				j,
-				n;
-	int64_t		now = now_us();
-	MsgView		v;
+	const FormField *f = param(p, key);
+	char	   *s;
 
-	pthread_mutex_lock(&store_lock);
-	n = store_count();
-	buf_grow(b, n * 300 + 4);
-	buf_putc(b, '[');
-	for (i = 0; i < n; i++)
-	{
-		const Message *m = store_at(i);
-
-		if (i > 0)
-			buf_puts(b, ",\n");
-		buf_puts(b, "{\"sid\": \"");
-		buf_puts(b, m->sid);
-		buf_puts(b, "\", \"to\": ");
-		json_cstr(b, m->to);
-		buf_puts(b, ", \"from\": ");
-		json_cstr(b, m->from);
-		buf_puts(b, ", \"messaging_service_sid\": ");
-		json_cstr(b, m->service_sid);
-		buf_puts(b, ", \"body\": ");
-		json_str(b, m->body, m->body_len);
-		buf_puts(b, ", \"media_urls\": [");
-		for (j = 0; j < (size_t) m->num_media; j++)
-		{
-			if (j > 0)
-				buf_puts(b, ", ");
-			json_cstr(b, m->media[j]);
-		}
-		buf_puts(b, "], \"status\": \"");
-		/* the same lazy progression a fetch would show */
-		message_view(m, now, false, &v);
-		buf_puts(b, v.status);
-		buf_puts(b, "\", \"error_code\": ");
-		if (v.error_code)
-			buf_put_int(b, v.error_code);
-		else
-			buf_puts(b, "null");
-		buf_puts(b, ", \"status_callback\": ");
-		json_cstr(b, m->callback_url);
-		buf_puts(b, ", \"deleted\": ");
-		buf_puts(b, m->deleted ? "true" : "false");
-		buf_puts(b, ", \"num_segments\": ");
-		buf_put_int(b, m->num_segments);
-		buf_puts(b, ", \"date_created\": ");
-		json_date(b, m->created_us);
-		buf_puts(b, ", \"date_sent\": ");
-		json_date(b, v.sent_us);
-		buf_puts(b, ", \"date_updated\": ");
-		json_date(b, v.updated_us);
-		buf_puts(b, ", \"created_us\": ");
-		buf_put_int(b, m->created_us);
-		buf_putc(b, '}');
-	}
-	buf_puts(b, "]\n");
-	pthread_mutex_unlock(&store_lock);
+	if (f == NULL)
+		return NULL;
+	s = strndup(f->val, f->vlen);
+	if (s == NULL)
+		abort();
+	for (char *c = s; lower && *c; c++)
+		*c = (char) tolower((unsigned char) *c);
+	return s;
 }
 
 void
@@ -427,7 +384,7 @@ control_handle(const char *method, const char *path, const char *query,
 		store_reset();
 		log_reset();
 		/* every open page empties too */
-		events_publish("{\"type\": \"cleared\"}", strlen("{\"type\": \"cleared\"}"));
+		events_publish_cleared();
 		if (!cfg.quiet)
 			fprintf(stderr, "twilio-emulator: reset\n");
 		r->status = 200;
@@ -460,10 +417,24 @@ control_handle(const char *method, const char *path, const char *query,
 			callbacks_json(&r->body, since);
 		}
 	}
-	else if (strcmp(what, "messages") == 0 && get)
+	else if ((strcmp(what, "messages") == 0 ||
+			  strcmp(what, "conversations") == 0) && get)
 	{
-		r->status = 200;
-		messages_json(&r->body);
+		/* the inbox page's views (inbox.c); no parameter: every message */
+		int64_t		limit = 0;
+		char	   *to = text_param(&p, "to", false);
+		char	   *q = text_param(&p, "q", true);
+
+		if (int_param(&p, "limit", 0, INT64_MAX / 2, &limit, r))
+		{
+			r->status = 200;
+			if (what[0] == 'm')
+				inbox_messages_json(&r->body, to, q, limit);
+			else
+				inbox_conversations_json(&r->body, q, limit);
+		}
+		free(to);
+		free(q);
 	}
 	else if (strcmp(what, "summary") == 0 && get)
 	{

@@ -189,6 +189,7 @@ typedef struct Message
 	bool		via_service;	/* MessagingServiceSid given: "accepted" */
 	bool		deleted;
 	int			num_segments;
+	bool		ucs2;			/* the body needs UCS-2, not GSM-7 */
 	int			num_media;
 	int64_t		created_us;
 	int64_t		canceled_us;	/* 0 unless canceled */
@@ -220,6 +221,7 @@ typedef struct NewMessage
 	int			num_media;
 	const FormField **media;
 	int			num_segments;
+	bool		ucs2;
 	const char *callback_url;
 	size_t		callback_len;
 	Plan		plan;
@@ -308,7 +310,7 @@ extern void fault_list_json(Buf *b);
 
 /* ---------- segments.c ---------- */
 
-extern int	body_segments(const char *s, size_t len);
+extern int	body_segments(const char *s, size_t len, bool *ucs2);
 extern size_t utf8_chars(const char *s, size_t len);
 
 /* ---------- signature.c: X-Twilio-Signature ---------- */
@@ -438,10 +440,20 @@ extern void delay_add(struct MHD_Connection *conn, int64_t wake_mono_us);
 struct MHD_Connection;
 struct MHD_Response;
 extern bool events_listening(void);
-extern void events_publish(const char *json, size_t len);
+extern void events_publish_message(int64_t serial);
+extern void events_publish_cleared(void);
 extern struct MHD_Response *events_response(struct MHD_Connection *conn);
 extern void events_start(void);
 extern void events_stop(void);
+
+/* ---------- inbox.c: a message as the inbox page shows it ---------- */
+
+extern void inbox_message_json(Buf *b, const Message *m, int64_t now);
+extern void inbox_note(const Message *m);
+extern void inbox_forget(void);
+extern void inbox_messages_json(Buf *b, const char *to, const char *q,
+								int64_t limit);
+extern void inbox_conversations_json(Buf *b, const char *q, int64_t limit);
 
 /* ---------- page.c: the inbox page ---------- */
 

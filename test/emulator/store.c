@@ -125,6 +125,7 @@ store_add(const NewMessage *nm, int64_t created_us)
 	for (i = 0; i < nm->num_media; i++)
 		m->media[i] = copy_str(&p, nm->media[i]->val, nm->media[i]->vlen);
 	m->num_segments = nm->num_segments;
+	m->ucs2 = nm->ucs2;
 	m->created_us = created_us;
 	m->created_v = clock_virtual(created_us);
 	m->plan = nm->plan;
@@ -151,6 +152,8 @@ store_add(const NewMessage *nm, int64_t created_us)
 		}
 	}
 	msgs[nmsgs++] = m;
+	/* the inbox page's list of conversations */
+	inbox_note(m);
 	return m;
 }
 
@@ -221,6 +224,7 @@ store_reset(void)
 	for (i = 0; i < nmsgs; i++)
 		free(msgs[i]);
 	nmsgs = 0;
+	inbox_forget();
 	base_serial = next_serial;
 	/* the progression clock's history and the callbacks still to come */
 	clock_reset_locked();

@@ -315,7 +315,7 @@ create_message(const ApiRequest *req, Reply *r)
 	}
 	nm.num_media = num_media;
 	nm.media = media;
-	nm.num_segments = body_segments(nm.body, nm.body_len);
+	nm.num_segments = body_segments(nm.body, nm.body_len, &nm.ucs2);
 	if (present(callback))
 	{
 		nm.callback_url = callback->val;
@@ -330,16 +330,7 @@ create_message(const ApiRequest *req, Reply *r)
 	callback_schedule(m);
 	message_view(m, m->created_us, true, &v);
 	message_json(&r->body, m, &v);
-	if (events_listening())
-	{
-		Buf			ev = {0};
-
-		buf_puts(&ev, "{\"type\": \"message\", \"message\": ");
-		buf_put(&ev, r->body.data, r->body.len);
-		buf_putc(&ev, '}');
-		events_publish(ev.data, ev.len);
-		buf_free(&ev);
-	}
+	events_publish_message(m->serial);
 	pthread_mutex_unlock(&store_lock);
 	r->status = 201;
 	if (media != media_small)
@@ -682,6 +673,7 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 			goto done;
 		}
 		m->deleted = true;
+		events_publish_message(m->serial);
 		pthread_mutex_unlock(&store_lock);
 		r->status = 204;
 		goto done;
@@ -709,7 +701,10 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 		m->redacted_us = now_us();
 	}
 	if (status || body)
+	{
 		message_view(m, now_us(), false, &v);
+		events_publish_message(m->serial);
+	}
 	message_json(&r->body, m, &v);
 	pthread_mutex_unlock(&store_lock);
 	r->status = 200;

@@ -6,6 +6,8 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
 use HTTP::Tiny;
+use JSON::PP;
+use MIME::Base64;
 use IO::Socket::INET;
 use Test::More;
 use SmsTest;
@@ -80,6 +82,67 @@ wait_until(
 	},
 	'and the page shows it undelivered with its code');
 
+# a message as an application might send it straight to the API: a body
+# of emoji, right-to-left text and line breaks, and media, one of them a
+# javascript: URL
+my $api = HTTP::Tiny->new(default_headers => {
+	Authorization => 'Basic ' . MIME::Base64::encode_base64("$SmsTest::ACCOUNT_SID:$SmsTest::AUTH_TOKEN", '') });
+my $create = sub {
+	my (@form) = @_;			# (MediaUrl repeats: a list, not a hash)
+	my $r = $api->post_form($emu->url . "/2010-04-01/Accounts/$SmsTest::ACCOUNT_SID/Messages.json",
+		[ From => $from, @form ]);
+	die "create: $r->{status} $r->{content}" unless $r->{status} == 201;
+	return JSON::PP::decode_json($r->{content})->{sid};
+};
+# show a number's thread, once the page lists the number
+my $open_thread = sub {
+	my ($number) = @_;
+	wait_until(sub { $browser->js(q{return !!document.querySelector(`#conversations button[data-number="${arguments[0]}"]`)}, $number) },
+		"the page lists $number");
+	$browser->click(qq{#conversations button[data-number="$number"]});
+};
+my $rich_to = '+15558675320';
+my $rich = "Kod \x{1F510}: 4821\n\x{5E9}\x{5DC}\x{5D5}\x{5DD} \x{645}\x{631}\x{62D}\x{628}\x{627}\nline three";
+my $rich_sid = $create->(To => $rich_to, Body => $rich,
+	MediaUrl => 'https://example.com/cat.png', MediaUrl => 'javascript:alert(1)');
+$open_thread->($rich_to);
+my $shown = sub {
+	return $browser->js(q{
+		const m = document.querySelector(`#thread .message[data-key="${arguments[0]}"]`);
+		return m && { body: m.querySelector('.bubble').textContent, meta: m.innerText,
+			links: [...m.querySelectorAll('a')].map(a => a.getAttribute('href')),
+			status: m.querySelector('.status').textContent }}, $_[0]);
+};
+wait_until(sub { my $m = $shown->($rich_sid); $m && $m->{status} eq 'delivered' },
+	'a message sent straight to the API appears on its number\'s thread, delivered');
+my $m = $shown->($rich_sid);
+is($m->{body}, $rich, 'its body exactly as sent: emoji, right-to-left text, line breaks');
+like($m->{meta}, qr/1 segment UCS-2/, 'its segments and their encoding');
+is_deeply($m->{links}, ['https://example.com/cat.png'], 'a link for the https media URL only');
+like($m->{meta}, qr/javascript:alert\(1\)/, 'the javascript: URL shown as text');
+is($browser->js(q{return document.title}), 'SMS inbox', 'and nothing ran');
+
+# a number with more messages than the page lays out: the newest fifty
+my $busy = '+15558675321';
+$create->(To => $busy, Body => "busy $_") for 1 .. 55;
+$open_thread->($busy);
+wait_until(sub { (($bubbles->())->[-1] // '') eq 'busy 55' },
+	'a busy number\'s thread ends with its newest message');
+my @busy = @{ $bubbles->() };
+is_deeply(\@busy, [ map { "busy $_" } 6 .. 55 ], 'the newest fifty, oldest first');
+is($browser->js(q{return document.getElementById('thread-more').textContent}),
+	'5 earlier messages not shown', 'and how many more there are');
+
+# search: by text
+$browser->type('#search', 'bounces');
+wait_until(sub {
+		my $n = $browser->js(q{return [...document.querySelectorAll('#conversations button')].map(b => b.dataset.number)});
+		$n && "@$n" eq $to },
+	'a search narrows the conversations to the number whose text matches');
+$browser->js(q{const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input')); return 1});
+wait_until(sub { ($browser->js(q{return document.querySelectorAll('#conversations button').length}) // 0) == 4 },
+	'an empty search shows every number again');
+
 # (before the last test below clears the inbox)
 my $shot = "$PostgreSQL::Test::Utils::log_path/inbox.png";
 $browser->screenshot($shot);
@@ -103,6 +166,13 @@ is($status, 403, 'the inbox read under another host name is refused');
 is($count->(), $before, 'and the inbox is as it was');
 $r = $http->post($emu->url . '/_emulator/reset', { headers => { Origin => $emu->url } });
 is($r->{status}, 200, 'the page\'s own origin may');
+
+# the page's own button clears the inbox, and the page empties
+$create->(To => $busy, Body => 'one more');
+wait_until(sub { (($bubbles->())->[-1] // '') eq 'one more' }, 'a message after the reset appears');
+$browser->click('#clear');
+wait_until(sub { !@{ $bubbles->() } && !@{ $emu->messages } },
+	'"Clear inbox" empties the emulator and the page');
 
 
 done_testing();

@@ -4,8 +4,22 @@
 // bodies and numbers are the application's users' data.
 'use strict';
 
-const messages = new Map();   // sid -> message, as /_emulator/messages shows it
+// The page shows what the emulator holds, and asks for no more than that:
+// the conversations (/_emulator/conversations) and the thread of one
+// number (/_emulator/messages?to=), each narrowed by the search.  The event
+// stream says which numbers changed; the page asks again, at most every
+// REFRESH_MS, and only for what changed.  A load test can send thousands
+// of messages a second while the page is open: its work stays the same.
+const REFRESH_MS = 500;
+const THREAD_LIMIT = 50;
+const NUMBERS_LIMIT = 300;
+
 let current = null;           // the number whose thread is shown
+let conversations = [];       // as the emulator last listed them
+let thread = [];              // the current number's messages, oldest first
+let threadTotal = 0;
+let dirtyList = true, dirtyThread = true;
+let refreshing = false, refreshAgain = false, refreshedAt = 0;
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -14,117 +28,166 @@ function el(tag, cls, text) {
   return e;
 }
 
-function take(m) {
-  const old = messages.get(m.sid);
-  messages.set(m.sid, Object.assign(old || { history: [] }, m));
-}
-
+// The local time of day to the millisecond, by hand: toLocaleTimeString
+// builds a formatter on every call, which made the page's layout of a
+// thread cost a tenth of a second.
 function clock(us) {
-  return new Date(us / 1000).toLocaleTimeString([], { hour12: false }) +
-    '.' + String(Math.floor(us / 1000) % 1000).padStart(3, '0');
+  const d = new Date(us / 1000), two = n => String(n).padStart(2, '0');
+  return two(d.getHours()) + ':' + two(d.getMinutes()) + ':' + two(d.getSeconds()) +
+    '.' + String(d.getMilliseconds()).padStart(3, '0');
 }
 
-function matches(m, q) {
-  if (!q) return true;
-  q = q.toLowerCase();
-  return [m.to, m.from, m.messaging_service_sid, m.body, m.sid]
-    .some(v => v && String(v).toLowerCase().includes(q));
+function search() { return document.getElementById('search').value.trim(); }
+
+async function getJSON(path, params) {
+  const r = await fetch(path + '?' + new URLSearchParams(params), { cache: 'no-store' });
+  if (!r.ok) throw new Error(path + ': ' + r.status);
+  return r.json();
+}
+
+// Ask for what changed, then lay the page out once.  Never two at a time,
+// and never more often than every REFRESH_MS.
+async function refresh() {
+  if (refreshing) { refreshAgain = true; return; }
+  refreshing = true;
+  try {
+    do {
+      const wait = refreshedAt + REFRESH_MS - performance.now();
+      if (wait > 0) await new Promise(r => setTimeout(r, wait));
+      refreshAgain = false;
+      const q = search();
+      if (dirtyList) {
+        dirtyList = false;
+        const c = await getJSON('/_emulator/conversations', { q, limit: NUMBERS_LIMIT });
+        conversations = c.conversations;
+        conversations.total = c.numbers;
+        if (current === null || !conversations.some(x => x.number === current)) {
+          const first = conversations.length ? conversations[0].number : null;
+          if (first !== current) { current = first; dirtyThread = true; }
+        }
+      }
+      if (dirtyThread) {
+        dirtyThread = false;
+        thread = current === null ? [] :
+          await getJSON('/_emulator/messages', { to: current, q, limit: THREAD_LIMIT });
+        const c = conversations.find(x => x.number === current);
+        threadTotal = c ? c.count : thread.length;
+      }
+      render();
+      refreshedAt = performance.now();
+    } while (refreshAgain);
+  } catch (e) {
+    document.getElementById('live').textContent = 'error: ' + e.message;
+    refreshedAt = performance.now();
+  }
+  refreshing = false;
+}
+
+// Make container hold one element per item, in order, making only those
+// whose item changed: the rest stay as they are, so the browser lays out
+// and paints only what is new.  (Under a load test, a refresh changes a
+// few messages of the fifty shown.)
+const made = new WeakMap();   // element -> the JSON of the item it shows
+function patch(container, items, make) {
+  const old = new Map();
+  for (const e of container.children) old.set(e.dataset.key, e);
+  let at = container.firstElementChild;
+  for (const { key, item } of items) {
+    const sig = JSON.stringify(item);
+    let e = old.get(key);
+    old.delete(key);
+    if (!e || made.get(e) !== sig) {
+      const fresh = make(item);
+      fresh.dataset.key = key;
+      made.set(fresh, sig);
+      if (e) {
+        if (at === e) at = fresh;
+        e.replaceWith(fresh);
+      }
+      e = fresh;
+    }
+    if (e !== at) container.insertBefore(e, at);
+    at = e.nextElementSibling;
+  }
+  for (const e of old.values()) e.remove();
+}
+
+function conversation(c) {
+  const b = el('button', c.active ? 'active' : '');
+  b.dataset.number = c.number;
+  b.append(el('div', 'number', c.number),
+           el('div', 'preview', c.last.redacted ? '(body redacted)' : (c.last.body || '')));
+  b.addEventListener('click', () => { current = c.number; dirtyThread = true; refresh(); });
+  return b;
+}
+
+function note(id, text) {
+  const e = document.getElementById(id);
+  e.textContent = text;
+  e.hidden = !text;
 }
 
 function render() {
-  const q = document.getElementById('search').value.trim();
-  const byNumber = new Map();
-  for (const m of messages.values()) {
-    if (m.deleted || !matches(m, q)) continue;
-    if (!byNumber.has(m.to)) byNumber.set(m.to, []);
-    byNumber.get(m.to).push(m);
-  }
-  const numbers = [...byNumber.keys()].sort((a, b) => {
-    const la = byNumber.get(a).at(-1).created_us || 0, lb = byNumber.get(b).at(-1).created_us || 0;
-    return lb - la;
-  });
-  if (current === null || !byNumber.has(current)) current = numbers[0] || null;
-
-  const nav = document.getElementById('conversations');
-  nav.replaceChildren();
-  for (const n of numbers) {
-    const list = byNumber.get(n);
-    const b = el('button', n === current ? 'active' : '');
-    b.dataset.number = n;
-    b.append(el('div', 'number', n), el('div', 'preview', list.at(-1).body || ''));
-    b.addEventListener('click', () => { current = n; render(); });
-    nav.append(b);
-  }
-
-  const thread = document.getElementById('thread');
-  thread.replaceChildren();
-  if (current === null) {
-    thread.append(el('p', 'empty', 'No messages yet: send one from SQL.'));
-    return;
-  }
-  for (const m of byNumber.get(current).sort((a, b) => (a.created_us || 0) - (b.created_us || 0))) {
-    const div = el('div', 'message');
-    div.dataset.sid = m.sid;
-    div.append(el('div', 'bubble', m.body || ''));
-    if (m.media_urls && m.media_urls.length) {
-      const media = el('div', 'media');
-      for (const u of m.media_urls) {
-        // a link only for http(s): a javascript: URL stays text
-        if (/^https?:\/\//i.test(u)) {
-          const a = el('a', '', u);
-          a.href = u; a.rel = 'noopener noreferrer'; a.target = '_blank';
-          media.append(a, document.createElement('br'));
-        } else media.append(el('span', '', u), document.createElement('br'));
-      }
-      div.append(media);
-    }
-    if (m.history && m.history.length) {
-      const h = el('div', 'meta history');
-      h.append(el('span', '', m.history.map(s => s.status + ' ' + clock(s.at_us)).join(' → ')));
-      div.append(h);
-    }
-    const meta = el('div', 'meta');
-    meta.append(el('span', '', 'from ' + (m.from || m.messaging_service_sid || '?') + ' · '),
-                el('span', 'status ' + m.status, m.status),
-                el('span', '', m.error_code ? ' (' + m.error_code + ')' : ''),
-                el('span', '', ' · ' + m.num_segments + ' segment' + (m.num_segments === 1 ? '' : 's') + ' · '),
-                el('span', 'sid', m.sid));
-    div.append(meta);
-    thread.append(div);
-  }
+  patch(document.getElementById('numbers'),
+        conversations.map(c => ({ key: c.number, item: { ...c, active: c.number === current } })),
+        conversation);
+  note('numbers-more', conversations.total > conversations.length ?
+       (conversations.total - conversations.length) + ' more numbers: search to find one' : '');
+  note('thread-empty', current !== null ? '' :
+       search() ? 'Nothing matches.' : 'No messages yet: send one from SQL.');
+  note('thread-more', threadTotal > thread.length ?
+       (threadTotal - thread.length) + ' earlier messages not shown' : '');
+  patch(document.getElementById('messages'), thread.map(m => ({ key: m.sid, item: m })), bubble);
 }
 
-async function loadAll() {
-  const r = await fetch('/_emulator/messages', { cache: 'no-store' });
-  messages.clear();
-  for (const m of await r.json()) take(m);
-  render();
+function bubble(m) {
+  const div = el('div', 'message' + (m.deleted ? ' deleted' : ''));
+  div.dataset.sid = m.sid;
+  div.append(el('div', 'bubble', m.redacted ? '(body redacted)' : (m.body || '')));
+  if (m.media_urls && m.media_urls.length) {
+    const media = el('div', 'media');
+    for (const u of m.media_urls) {
+      // a link only for http(s): a javascript: URL stays text
+      if (/^https?:\/\//i.test(u)) {
+        const a = el('a', '', u);
+        a.href = u; a.rel = 'noopener noreferrer'; a.target = '_blank';
+        media.append(a, document.createElement('br'));
+      } else media.append(el('span', '', u), document.createElement('br'));
+    }
+    div.append(media);
+  }
+  if (m.history && m.history.length) {
+    const h = el('div', 'meta history');
+    h.append(el('span', '', m.history.map(s => s.status + ' ' + clock(s.at_us)).join(' → ')));
+    div.append(h);
+  }
+  const meta = el('div', 'meta');
+  meta.append(el('span', '', 'from ' + (m.from || m.messaging_service_sid || '?') + ' · '),
+              el('span', 'status ' + m.status, m.status),
+              el('span', '', m.error_code ? ' (' + m.error_code + ')' : ''),
+              el('span', '', ' · ' + m.num_segments + ' segment' + (m.num_segments === 1 ? '' : 's') +
+                 ' ' + (m.encoding || '') + ' · '),
+              el('span', 'sid', m.sid),
+              el('span', '', m.deleted ? ' · deleted' : ''));
+  div.append(meta);
+  return div;
 }
+
+function everything() { dirtyList = dirtyThread = true; refresh(); }
 
 function listen() {
   const live = document.getElementById('live');
   const es = new EventSource('/_emulator/events');
-  es.addEventListener('open', () => { live.textContent = 'live'; live.className = 'live on'; });
+  es.addEventListener('open', () => { live.textContent = 'live'; live.className = 'live on'; everything(); });
   es.addEventListener('error', () => { live.textContent = 'reconnecting…'; live.className = 'live'; });
-  es.addEventListener('reset', loadAll);
+  // fell behind the emulator's memory of events: ask for everything again
+  es.addEventListener('reset', everything);
   es.addEventListener('message', ev => {
     const e = JSON.parse(ev.data);
-    if (e.type === 'message' && e.message) {
-      const m = e.message;
-      take({ sid: m.sid, to: m.to, from: m.from, messaging_service_sid: m.messaging_service_sid,
-             body: m.body, status: m.status, error_code: m.error_code,
-             num_segments: Number(m.num_segments), created_us: Date.now() * 1000, media_urls: [],
-             history: [{ status: m.status, at_us: Date.now() * 1000 }] });
-      render();
-    } else if (e.type === 'cleared') {
-      loadAll();
-    } else if (e.type === 'status' && messages.has(e.sid)) {
-      const m = messages.get(e.sid);
-      m.status = e.status;
-      if (e.error_code) m.error_code = e.error_code;
-      (m.history = m.history || []).push({ status: e.status, at_us: e.at_us });
-      render();
-    }
+    if (e.type !== 'changed') return;
+    dirtyList = true;
+    if (e.cleared || e.numbers === null || e.numbers.includes(current)) dirtyThread = true;
+    refresh();
   });
 }
 
@@ -157,7 +220,7 @@ document.getElementById('fault-add').addEventListener('click', () => {
 });
 document.getElementById('faults-clear').addEventListener('click', () => control('faults', null, 'DELETE'));
 document.getElementById('clear').addEventListener('click', async () => {
-  if (await control('reset')) loadAll();
+  if (await control('reset')) everything();
 });
-document.getElementById('search').addEventListener('input', render);
-loadAll().then(listen);
+document.getElementById('search').addEventListener('input', everything);
+listen();
