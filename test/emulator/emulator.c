@@ -481,6 +481,9 @@ usage(FILE *out)
 			"  --progress-ms MS         sent MS after queued, delivered MS later\n"
 			"                           (default 100; -1: frozen, never progress)\n"
 			"  --delay-ms MS            delay every API reply by MS (default 0)\n"
+			"  --inbox-file FILE        keep the inbox in FILE (made if need be), so a\n"
+			"                           restart keeps every message and its sid\n"
+			"                           (default: in memory only)\n"
 			"  --quiet                  no messages on stderr\n");
 }
 
@@ -518,11 +521,13 @@ main(int argc, char **argv)
 		{"quiet", no_argument, NULL, 'q'},
 		{"bind", required_argument, NULL, 'b'},
 		{"check-credentials", no_argument, NULL, 'C'},
+		{"inbox-file", required_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
 	long		port = 8099;
 	const char *bind_addr = "127.0.0.1";
+	const char *inbox_path = NULL;
 	long		threads = 2;
 	const char *cert_file = NULL;
 	const char *key_file = NULL;
@@ -618,6 +623,9 @@ main(int argc, char **argv)
 			case 'q':
 				cfg.quiet = true;
 				break;
+			case 'I':
+				inbox_path = optarg;
+				break;
 			case 'h':
 				usage(stdout);
 				return 0;
@@ -679,6 +687,9 @@ main(int argc, char **argv)
 	}
 	if (freeze)
 		clock_set_frozen(true);
+	/* the messages kept from the last run, before anyone can ask */
+	if (inbox_path)
+		inbox_file_open(inbox_path);
 	delay_start();
 	events_start();
 	sender_start();
@@ -746,6 +757,7 @@ main(int argc, char **argv)
 	MHD_stop_daemon(daemon);
 	scheduler_stop();
 	sender_stop();
+	inbox_file_close();
 	store_shutdown();
 	fault_clear();
 	outcome_clear();

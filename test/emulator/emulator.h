@@ -229,6 +229,12 @@ typedef struct NewMessage
 
 extern pthread_mutex_t store_lock;
 extern Message *store_add(const NewMessage *nm, int64_t created_us);
+extern Message *store_restore(const NewMessage *nm, int64_t serial,
+							  int64_t created_us);
+extern void store_changed(const Message *m);
+extern const char *store_sid_prefix(void);
+extern int64_t store_first_serial(void);
+extern bool store_set_sid_prefix(const char *prefix, int64_t first_serial);
 extern Message *store_find(const char *sid, size_t len);
 extern Message *store_by_serial(int64_t serial);
 extern size_t store_count(void);
@@ -454,6 +460,14 @@ extern void inbox_forget(void);
 extern void inbox_messages_json(Buf *b, const char *to, const char *q,
 								int64_t limit);
 extern void inbox_conversations_json(Buf *b, const char *q, int64_t limit);
+
+/* ---------- inbox_file.c: the inbox kept in a file ---------- */
+
+extern void inbox_file_open(const char *path);
+extern void inbox_file_close(void);
+extern void inbox_file_add(const Message *m);
+extern void inbox_file_change(const Message *m);
+extern void inbox_file_reset(void);
 
 /* ---------- page.c: the inbox page ---------- */
 

@@ -88,8 +88,80 @@ copy_str(char **dst, const char *s, size_t n)
  * store_lock, so serials are appended in order and msgs[i] has serial
  * base_serial + i.
  */
+static Message *append(const NewMessage *nm, int64_t serial, int64_t created_us);
+
 Message *
 store_add(const NewMessage *nm, int64_t created_us)
+{
+	Message    *m;
+
+	if (sid_prefix[0] == '\0')
+		init_prefix();
+	m = append(nm, next_serial++, created_us);
+	/* the inbox page's list of conversations, and the inbox file */
+	inbox_note(m);
+	inbox_file_add(m);
+	return m;
+}
+
+/*
+ * A message read back from the inbox file (inbox_file.c), with the serial
+ * it had; store_lock held.  Serials must follow on from the store's last,
+ * as they were written; NULL otherwise.
+ */
+Message *
+store_restore(const NewMessage *nm, int64_t serial, int64_t created_us)
+{
+	Message    *m;
+
+	if (serial != base_serial + (int64_t) nmsgs)
+		return NULL;
+	m = append(nm, serial, created_us);
+	next_serial = serial + 1;
+	inbox_note(m);
+	return m;
+}
+
+/* A message was canceled, redacted, deleted; store_lock held. */
+void
+store_changed(const Message *m)
+{
+	events_publish_message(m->serial);
+	inbox_file_change(m);
+}
+
+/* The run's sid prefix (made now if need be). */
+const char *
+store_sid_prefix(void)
+{
+	if (sid_prefix[0] == '\0')
+		init_prefix();
+	return sid_prefix;
+}
+
+int64_t
+store_first_serial(void)
+{
+	return base_serial;
+}
+
+/*
+ * Take the sid prefix and first serial the inbox file was written with,
+ * before any message exists; false if the prefix is not 16 hex digits.
+ */
+bool
+store_set_sid_prefix(const char *prefix, int64_t first_serial)
+{
+	if (strlen(prefix) != 16 || strspn(prefix, "0123456789abcdef") != 16 ||
+		first_serial < 1 || nmsgs > 0)
+		return false;
+	memcpy(sid_prefix, prefix, 17);
+	base_serial = next_serial = first_serial;
+	return true;
+}
+
+static Message *
+append(const NewMessage *nm, int64_t serial_no, int64_t created_us)
 {
 	size_t		size = sizeof(Message) + (sizeof(char *) + sizeof(bool)) * nm->num_media;
 	Message    *m;
@@ -130,9 +202,7 @@ store_add(const NewMessage *nm, int64_t created_us)
 	m->created_v = clock_virtual(created_us);
 	m->plan = nm->plan;
 
-	if (sid_prefix[0] == '\0')
-		init_prefix();
-	m->serial = next_serial++;
+	m->serial = serial_no;
 	serial = (uint64_t) m->serial;
 	m->sid[0] = 'S';
 	m->sid[1] = 'M';
@@ -152,8 +222,6 @@ store_add(const NewMessage *nm, int64_t created_us)
 		}
 	}
 	msgs[nmsgs++] = m;
-	/* the inbox page's list of conversations */
-	inbox_note(m);
 	return m;
 }
 
@@ -226,6 +294,7 @@ store_reset(void)
 	nmsgs = 0;
 	inbox_forget();
 	base_serial = next_serial;
+	inbox_file_reset();
 	/* the progression clock's history and the callbacks still to come */
 	clock_reset_locked();
 	callback_reset_locked();

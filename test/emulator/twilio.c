@@ -673,7 +673,7 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 			goto done;
 		}
 		m->deleted = true;
-		events_publish_message(m->serial);
+		store_changed(m);
 		pthread_mutex_unlock(&store_lock);
 		r->status = 204;
 		goto done;
@@ -703,7 +703,7 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 	if (status || body)
 	{
 		message_view(m, now_us(), false, &v);
-		events_publish_message(m->serial);
+		store_changed(m);
 	}
 	message_json(&r->body, m, &v);
 	pthread_mutex_unlock(&store_lock);
@@ -837,6 +837,7 @@ media_request(const ApiRequest *req, const char *sid, size_t sid_len,
 				 * was sent.
 				 */
 				m->media_deleted[i] = true;
+				store_changed(m);
 				r->status = 204;
 			}
 			else
