@@ -213,6 +213,7 @@ bench-run:
 	tar --exclude=test/prism/node_modules --exclude=test/sdk/node_modules -cf - test | tar -C "$$root" -xf -; \
 	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
 	cd "$$root" && $(RUN_AS_TEST_USER) env PATH="$(PG_BINDIR):$$PATH" \
+		PG_PERL_LIB="$(PG_PERL_LIB)" BENCH_ONLY="$(BENCH_ONLY)" \
 		bash test/bench/run.sh "$$root" && rm -rf "$$root"
 
 # make test-ha: the extension under the HA manager Patroni (Debian's

@@ -19,7 +19,7 @@ use Time::HiRes qw(usleep time);
 use SmsTest;
 use SmsBrowser;
 
-my $pairs = $ARGV[0] // 3;
+my $pairs = $ARGV[0] // 5;
 my $browser = SmsBrowser->start or die "no browser: $@\n";
 my $emu = start_emulator();
 my $dir = tempdir(CLEANUP => 1);
@@ -47,11 +47,12 @@ sub rate
 }
 
 # CPU seconds (user + system) used so far by the processes named like re
+# (or with the pid given)
 sub cpu_of
 {
-	my ($re) = @_;
+	my ($re, $pid) = @_;
 	my $ticks = 0;
-	for my $stat (glob '/proc/[0-9]*/stat')
+	for my $stat ($pid ? ("/proc/$pid/stat") : glob '/proc/[0-9]*/stat')
 	{
 		open my $f, '<', $stat or next;
 		my $line = <$f> // next;
@@ -60,6 +61,7 @@ sub cpu_of
 	}
 	return $ticks / 100;
 }
+my $emu_pid = $emu->{handle}{KIDS}[0]{PID};
 
 sub median { my @s = sort { $a <=> $b } @_; return $s[ $#s / 2 ]; }
 
@@ -86,9 +88,9 @@ for my $i (1 .. $pairs)
 		  if time() > $deadline;
 		usleep(100_000);
 	}
-	my ($browser0, $emu0) = (cpu_of(qr/^chrom/), cpu_of(qr/emulator/));
+	my ($browser0, $emu0) = (cpu_of(qr/^chrom/), cpu_of(qr/emulator/, $emu_pid));
 	my $with = rate();
-	my ($browser_cpu, $emu_cpu) = (cpu_of(qr/^chrom/) - $browser0, cpu_of(qr/emulator/) - $emu0);
+	my ($browser_cpu, $emu_cpu) = (cpu_of(qr/^chrom/) - $browser0, cpu_of(qr/emulator/, $emu_pid) - $emu0);
 	my $shown = $browser->js(q{return document.querySelectorAll('#numbers li, #numbers button').length});
 	$browser->go('about:blank');
 
