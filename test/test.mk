@@ -185,6 +185,9 @@ test-suite:
 		prove -I "$(PG_PERL_LIB)" -I test/perl $(PROVE_FLAGS) $(or $(TESTS),test/t/*.pl) \
 		|| { tail -n 60 "$$root"/tmp_check/log/regress_log_* 2>/dev/null | tail -n 200; \
 			echo "test files and logs kept in $$root"; exit 1; }; \
+	if [ -f "$$root/tmp_check/log/inbox.png" ]; then \
+		mkdir -p "$(CURDIR)/tmp_check/log" && cp "$$root/tmp_check/log/inbox.png" "$(CURDIR)/tmp_check/log/" && \
+		echo "== the inbox page as 026 left it (Chromium's screenshot): $(CURDIR)/tmp_check/log/inbox.png"; fi; \
 	rm -rf "$$root"
 
 demo: deps
