@@ -30,6 +30,20 @@ my $bubbles = sub {
 	return $browser->js(q{return [...document.querySelectorAll('#thread .bubble')].map(b => b.textContent)}) // [];
 };
 
+# show a number's thread, once the page lists the number
+my $open_thread = sub {
+	my ($number) = @_;
+	wait_until(sub { $browser->js(q{return !!document.querySelector(`#conversations button[data-number="${arguments[0]}"]`)}, $number) },
+		"the page lists $number");
+	# (the page may redraw the button between finding and clicking it)
+	wait_until(
+		sub {
+			eval { $browser->click(qq{#conversations button[data-number="$number"]}) };
+			$browser->js(q{const b = document.querySelector(`#conversations button[data-number="${arguments[0]}"]`);
+				return !!b && b.classList.contains('active')}, $number);
+		},
+		"$number's thread is shown");
+};
 $node->safe_psql('postgres', "SELECT sms_send('+15558675310', '$from', 'Your code is 4821')");
 wait_until(sub { grep { $_ eq 'Your code is 4821' } @{ $bubbles->() } },
 	'a message sent from SQL appears on the open page');
@@ -72,7 +86,7 @@ $node->safe_psql('postgres', "SELECT sms_send('$to', '$from', 'this one bounces'
 wait_for_rows($node,
 	"SELECT status || ' ' || coalesce(error_code::text, '') FROM sms_outbox WHERE to_number = '$to'",
 	'undelivered 30005', 'the row in the outbox ends with the error code chosen on the page');
-$browser->click(qq{#conversations button[data-number="$to"]});
+$open_thread->($to);
 wait_until(
 	sub {
 		($browser->js(q{
@@ -93,13 +107,6 @@ my $create = sub {
 		[ From => $from, @form ]);
 	die "create: $r->{status} $r->{content}" unless $r->{status} == 201;
 	return JSON::PP::decode_json($r->{content})->{sid};
-};
-# show a number's thread, once the page lists the number
-my $open_thread = sub {
-	my ($number) = @_;
-	wait_until(sub { $browser->js(q{return !!document.querySelector(`#conversations button[data-number="${arguments[0]}"]`)}, $number) },
-		"the page lists $number");
-	$browser->click(qq{#conversations button[data-number="$number"]});
 };
 my $rich_to = '+15558675320';
 my $rich = "Kod \x{1F510}: 4821\n\x{5E9}\x{5DC}\x{5D5}\x{5DD} \x{645}\x{631}\x{62D}\x{628}\x{627}\nline three";

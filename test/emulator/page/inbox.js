@@ -129,7 +129,10 @@ function note(id, text) {
 
 function render() {
   patch(document.getElementById('numbers'),
-        conversations.map(c => ({ key: c.number, item: { ...c, active: c.number === current } })),
+        // (only what the button shows: a status change leaves it alone)
+        conversations.map(c => ({ key: c.number, item: {
+          number: c.number, active: c.number === current,
+          last: { body: c.last.body, redacted: c.last.redacted } } })),
         conversation);
   note('numbers-more', conversations.total > conversations.length ?
        (conversations.total - conversations.length) + ' more numbers: search to find one' : '');
