@@ -22,7 +22,7 @@ PG_REGRESS_BIN := $(PGXS_SRC)/src/test/regress/pg_regress
 PG_PERL_LIB := $(PGXS_SRC)/src/test/perl
 
 DEB_PACKAGES = chromium chromium-driver build-essential postgresql-$(PG_MAJOR) postgresql-server-dev-$(PG_MAJOR) \
-	libcurl4-openssl-dev libmicrohttpd-dev nettle-dev libipc-run-perl curl openssl \
+	libcurl4-openssl-dev libmicrohttpd-dev nettle-dev libjansson-dev libipc-run-perl curl openssl \
 	pkg-config clang libclang-rt-dev
 
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
@@ -97,17 +97,17 @@ emulator:
 # make install also puts the emulator on the PATH as sms-emulator, for
 # local development (README, "Local development"): into /usr/local/bin,
 # since PGXS's bindir is not on a Debian user's PATH.  It needs
-# libmicrohttpd-dev and nettle-dev (make deps); without them the extension
-# installs alone, and says so.
+# libmicrohttpd-dev, nettle-dev and libjansson-dev (make deps); without
+# them the extension installs alone, and says so.
 EMULATOR_BINDIR ?= /usr/local/bin
 install: install-emulator
 install-emulator:
-	@if pkg-config --exists libmicrohttpd nettle 2>/dev/null; then \
+	@if pkg-config --exists libmicrohttpd nettle jansson 2>/dev/null; then \
 		$(MAKE) -s -C test/emulator && \
 		install -d '$(DESTDIR)$(EMULATOR_BINDIR)' && \
 		install -m 755 $(EMULATOR) '$(DESTDIR)$(EMULATOR_BINDIR)/sms-emulator'; \
 	else \
-		echo "sms: sms-emulator not installed: libmicrohttpd-dev and nettle-dev are missing (make deps installs them)"; \
+		echo "sms: sms-emulator not installed: libmicrohttpd-dev, nettle-dev or libjansson-dev is missing (make deps installs them)"; \
 	fi
 uninstall: uninstall-emulator
 uninstall-emulator:

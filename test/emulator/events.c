@@ -75,21 +75,31 @@ wake_listeners(void)
 		}
 }
 
-/* Publish one event whose data is the JSON json[0..len). */
+/*
+ * Publish one event, and let go of it.  Its JSON is one line (jansson
+ * escapes line breaks in strings), as an SSE data field must be.
+ */
 void
-events_publish(const char *json, size_t len)
+events_publish(json_t *event)
 {
 	Event	   *e;
+	Buf			json = {0};
 	Buf			b = {0};
 
 	if (!events_listening())
+	{
+		json_decref(event);
 		return;
+	}
+	buf_json(&json, event);
 	pthread_mutex_lock(&ev_lock);
 	e = &ring[next_seq % EVENT_RING];
 	free(e->data);
+	buf_grow(&b, json.len + 32);
 	buf_printf(&b, "id: %lld\ndata: ", (long long) next_seq);
-	buf_put(&b, json, len);
+	buf_put(&b, json.data, json.len);
 	buf_puts(&b, "\n\n");
+	buf_free(&json);
 	e->seq = next_seq++;
 	e->data = buf_steal(&b, &e->len);
 	wake_listeners();

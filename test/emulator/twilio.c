@@ -28,54 +28,60 @@ reply_error(Reply *r, int status, int code, const char *message)
 {
 	r->status = status;
 	r->body.len = 0;
-	json_error(&r->body, code, message, status);
+	buf_json(&r->body, jv_error(code, message, status));
 }
 
 /* ---------------------------------------------------------------------- */
 
-static void
-message_json(Buf *b, const Message *m, const MsgView *v)
+/* A number as Twilio writes num_media and num_segments: a string. */
+static json_t *
+count_string(int n)
 {
-	buf_puts(b, "{\"account_sid\": \"");
-	buf_puts(b, cfg.account_sid);
-	buf_puts(b, "\", \"api_version\": \"2010-04-01\", \"body\": ");
-	json_str(b, m->body, m->body_len);
-	buf_puts(b, ", \"date_created\": ");
-	json_date(b, m->created_us);
-	buf_puts(b, ", \"date_sent\": ");
-	json_date(b, v->sent_us);
-	buf_puts(b, ", \"date_updated\": ");
-	json_date(b, v->updated_us);
-	buf_puts(b, ", \"direction\": \"outbound-api\", \"error_code\": ");
-	if (v->error_code)
-		buf_put_int(b, v->error_code);
-	else
-		buf_puts(b, "null");
-	buf_puts(b, ", \"error_message\": ");
-	json_cstr(b, v->error_code ? delivery_error_message(v->error_code) : NULL);
-	buf_puts(b, ", \"from\": ");
-	json_cstr(b, m->from);
-	buf_puts(b, ", \"messaging_service_sid\": ");
-	json_cstr(b, m->service_sid);
-	buf_puts(b, ", \"num_media\": \"");
-	buf_put_int(b, m->num_media);
-	buf_puts(b, "\", \"num_segments\": \"");
-	buf_put_int(b, m->num_segments);
-	buf_puts(b, "\", \"price\": null, \"price_unit\": \"USD\", \"sid\": \"");
-	buf_puts(b, m->sid);
-	buf_puts(b, "\", \"status\": \"");
-	buf_puts(b, v->status);
-	buf_puts(b, "\", \"subresource_uris\": {\"media\": \"" API_PREFIX);
-	buf_puts(b, cfg.account_sid);
-	buf_puts(b, "/Messages/");
-	buf_puts(b, m->sid);
-	buf_puts(b, "/Media.json\"}, \"to\": ");
-	json_cstr(b, m->to);
-	buf_puts(b, ", \"uri\": \"" API_PREFIX);
-	buf_puts(b, cfg.account_sid);
-	buf_puts(b, "/Messages/");
-	buf_puts(b, m->sid);
-	buf_puts(b, ".json\"}");
+	char		s[16];
+
+	snprintf(s, sizeof(s), "%d", n);
+	return jv_ascii(s);
+}
+
+/* The path of a message's resource: API_PREFIX AC.../Messages/SM...tail */
+static json_t *
+message_uri(const char *sid, const char *tail)
+{
+	char		uri[256];
+
+	snprintf(uri, sizeof(uri), API_PREFIX "%s/Messages/%s%s",
+			 cfg.account_sid, sid, tail);
+	return jv_text(uri);
+}
+
+static json_t *
+message_json(const Message *m, const MsgView *v)
+{
+	json_t	   *o = json_object();
+
+	jv_set(o, "account_sid", jv_text(cfg.account_sid));
+	jv_set(o, "api_version", jv_ascii("2010-04-01"));
+	jv_set(o, "body", jv_bytes(m->body, m->body_len));
+	jv_set(o, "date_created", jv_date(m->created_us));
+	jv_set(o, "date_sent", jv_date(v->sent_us));
+	jv_set(o, "date_updated", jv_date(v->updated_us));
+	jv_set(o, "direction", jv_ascii("outbound-api"));
+	jv_set(o, "error_code", jv_code(v->error_code));
+	jv_set(o, "error_message",
+		   jv_text(v->error_code ? delivery_error_message(v->error_code) : NULL));
+	jv_set(o, "from", jv_text(m->from));
+	jv_set(o, "messaging_service_sid", jv_text(m->service_sid));
+	jv_set(o, "num_media", count_string(m->num_media));
+	jv_set(o, "num_segments", count_string(m->num_segments));
+	jv_set(o, "price", json_null());
+	jv_set(o, "price_unit", jv_ascii("USD"));
+	jv_set(o, "sid", jv_ascii(m->sid));
+	jv_set(o, "status", jv_ascii(v->status));
+	jv_set(o, "subresource_uris",
+		   json_pack("{s:o}", "media", message_uri(m->sid, "/Media.json")));
+	jv_set(o, "to", jv_text(m->to));
+	jv_set(o, "uri", message_uri(m->sid, ".json"));
+	return o;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -176,7 +182,7 @@ magic_numbers(const FormField *from, const FormField *to, Reply *r)
 static void
 create_message(const ApiRequest *req, Reply *r)
 {
-	Form		f;
+	const Form *f = req->form;
 	const FormField *to,
 			   *from,
 			   *service,
@@ -191,49 +197,49 @@ create_message(const ApiRequest *req, Reply *r)
 	NewMessage	nm;
 	Message    *m;
 	MsgView		v;
+	json_t	   *msg;
 	int64_t		scheduled_ms = -1;
 	int			i,
 				k;
 
-	form_parse(&f, req->body, req->body_len);
-	to = form_get(&f, "To");
-	from = form_get(&f, "From");
-	service = form_get(&f, "MessagingServiceSid");
-	body = form_get(&f, "Body");
-	callback = form_get(&f, "StatusCallback");
-	schedule = form_get(&f, "ScheduleType");
-	send_at = form_get(&f, "SendAt");
-	num_media = form_count(&f, "MediaUrl");
+	to = form_get(f, "To");
+	from = form_get(f, "From");
+	service = form_get(f, "MessagingServiceSid");
+	body = form_get(f, "Body");
+	callback = form_get(f, "StatusCallback");
+	schedule = form_get(f, "ScheduleType");
+	send_at = form_get(f, "SendAt");
+	num_media = form_count(f, "MediaUrl");
 
 	if (!present(to))
 	{
 		reply_error(r, 400, 21604, "A 'To' phone number is required.");
-		goto done;
+		return;
 	}
 	if (!present(from) && !present(service))
 	{
 		reply_error(r, 400, 21603, "A 'From' phone number is required.");
-		goto done;
+		return;
 	}
 	if (!present(body) && num_media == 0)
 	{
 		reply_error(r, 400, 21602, "Message body is required.");
-		goto done;
+		return;
 	}
 	if (body && utf8_chars(body->val, body->vlen) > 1600)
 	{
 		reply_error(r, 400, 21617, "The concatenated message body exceeds the 1600 character limit.");
-		goto done;
+		return;
 	}
 	if (!is_e164(to->val, to->vlen))
 	{
 		error_with_number(r, 21211, "The 'To' number %s is not a valid phone number.", to);
-		goto done;
+		return;
 	}
 	if (present(callback) && !callback_url_valid(callback->val, callback->vlen))
 	{
 		error_with_number(r, 21609, "The StatusCallback URL %s is not a valid URL.", callback);
-		goto done;
+		return;
 	}
 	/* without a Messaging Service, Twilio ignores scheduling */
 	if (present(service) && present(schedule))
@@ -244,24 +250,24 @@ create_message(const ApiRequest *req, Reply *r)
 		if (!field_eq(schedule->val, schedule->vlen, "fixed"))
 		{
 			reply_error(r, 400, 35126, "The ScheduleType value provided is not supported for this channel");
-			goto done;
+			return;
 		}
 		if (!present(send_at))
 		{
 			reply_error(r, 400, 35111, "SendAt timestamp is missing");
-			goto done;
+			return;
 		}
 		ahead = parse_iso_utc(send_at->val, send_at->vlen, &at) ?
 			at - now_us() : -1;
 		if (ahead < INT64_C(300000000) || ahead > INT64_C(3024000000000))
 		{
 			reply_error(r, 400, 35114, "SendAt time must be between 300 seconds and 35 days (3024000 seconds) in the future, inclusive.");
-			goto done;
+			return;
 		}
 		scheduled_ms = ahead / 1000;
 	}
 	if (magic_numbers(present(from) ? from : NULL, to, r))
-		goto done;
+		return;
 
 	if (fault_match(to->val, to->vlen, &hit))
 	{
@@ -270,20 +276,20 @@ create_message(const ApiRequest *req, Reply *r)
 		{
 			case FAULT_500_BEFORE:
 				reply_error(r, 500, 20500, "Internal Server Error");
-				goto done;
+				return;
 			case FAULT_429:
 			case FAULT_429_RETRY_AFTER:
 				reply_error(r, 429, 20429, "Too Many Requests");
 				if (hit.action == FAULT_429_RETRY_AFTER)
 					r->retry_after = hit.retry_after;
-				goto done;
+				return;
 			case FAULT_DROP_BEFORE:
 				r->status = 0;
-				goto done;
+				return;
 			case FAULT_AUTH_FAIL:
 				reply_error(r, 401, 20003, "Authenticate");
 				r->www_authenticate = true;
-				goto done;
+				return;
 			default:
 				break;			/* the rest create the message first */
 		}
@@ -291,9 +297,9 @@ create_message(const ApiRequest *req, Reply *r)
 
 	if (num_media > (int) lengthof(media_small))
 		media = malloc(sizeof(FormField *) * num_media);
-	for (i = 0, k = 0; i < f.n; i++)
-		if (field_eq(f.f[i].key, f.f[i].klen, "MediaUrl"))
-			media[k++] = &f.f[i];
+	for (i = 0, k = 0; i < f->n; i++)
+		if (field_eq(f->f[i].key, f->f[i].klen, "MediaUrl"))
+			media[k++] = &f->f[i];
 
 	memset(&nm, 0, sizeof(nm));
 	nm.to = to->val;
@@ -323,24 +329,17 @@ create_message(const ApiRequest *req, Reply *r)
 	}
 	progress_plan(to->val, to->vlen, present(service), scheduled_ms, &nm.plan);
 
-	/* render under the lock: a concurrent reset may free the message */
-	buf_grow(&r->body, 1024 + nm.body_len);
+	/* built under the lock: a concurrent reset may free the message */
 	pthread_mutex_lock(&store_lock);
 	m = store_add(&nm, now_us());
 	callback_schedule(m);
 	message_view(m, m->created_us, true, &v);
-	message_json(&r->body, m, &v);
+	msg = message_json(m, &v);
 	if (events_listening())
-	{
-		Buf			ev = {0};
-
-		buf_puts(&ev, "{\"type\": \"message\", \"message\": ");
-		buf_put(&ev, r->body.data, r->body.len);
-		buf_putc(&ev, '}');
-		events_publish(ev.data, ev.len);
-		buf_free(&ev);
-	}
+		events_publish(json_pack("{s:s, s:O}", "type", "message", "message", msg));
 	pthread_mutex_unlock(&store_lock);
+	buf_grow(&r->body, 1024 + nm.body_len);
+	buf_json(&r->body, msg);
 	r->status = 201;
 	if (media != media_small)
 		free(media);
@@ -363,30 +362,26 @@ create_message(const ApiRequest *req, Reply *r)
 		default:
 			break;
 	}
-done:
-	form_free(&f);
 }
 
 /* ---------------------------------------------------------------------- */
 
-static void
-page_uri(Buf *b, const Buf *filters, int64_t page_size, int64_t page,
+static json_t *
+page_uri(const Buf *filters, int64_t page_size, int64_t page,
 		 const char *token)
 {
-	buf_puts(b, "\"" API_PREFIX);
-	buf_puts(b, cfg.account_sid);
-	buf_puts(b, "/Messages.json?");
-	buf_put(b, filters->data, filters->len);
-	buf_puts(b, "PageSize=");
-	buf_put_int(b, page_size);
-	buf_puts(b, "&Page=");
-	buf_put_int(b, page);
+	Buf			b = {0};
+	json_t	   *uri;
+
+	buf_printf(&b, API_PREFIX "%s/Messages.json?%.*s", cfg.account_sid,
+			   (int) filters->len, filters->len ? filters->data : "");
+	buf_printf(&b, "PageSize=%lld&Page=%lld", (long long) page_size,
+			   (long long) page);
 	if (token)
-	{
-		buf_puts(b, "&PageToken=");
-		buf_puts(b, token);
-	}
-	buf_putc(b, '"');
+		buf_printf(&b, "&PageToken=%s", token);
+	uri = jv_bytes(b.data, b.len);
+	buf_free(&b);
+	return uri;
 }
 
 static void
@@ -409,7 +404,7 @@ add_filter(Buf *filters, const char *key, const FormField *f)
 static void
 list_messages(const ApiRequest *req, Reply *r)
 {
-	Form		q;
+	const Form *q = req->query;
 	const FormField *to,
 			   *from,
 			   *exact,
@@ -434,23 +429,24 @@ list_messages(const ApiRequest *req, Reply *r)
 	const Message **picked;
 	int64_t		now = now_us();
 	int64_t		i;
+	json_t	   *list,
+			   *messages;
 	char		last_sid[37] = "",
 				first_sid[37] = "";
 	char		token_copy[40] = "";
 
-	form_parse(&q, req->query, strlen(req->query));
-	to = form_get(&q, "To");
-	from = form_get(&q, "From");
-	exact = form_get(&q, "DateSent");
-	after = form_get(&q, "DateSent>");
+	to = form_get(q, "To");
+	from = form_get(q, "From");
+	exact = form_get(q, "DateSent");
+	after = form_get(q, "DateSent>");
 	if (after == NULL)
-		after = form_get(&q, "DateSent>=");
-	before = form_get(&q, "DateSent<");
+		after = form_get(q, "DateSent>=");
+	before = form_get(q, "DateSent<");
 	if (before == NULL)
-		before = form_get(&q, "DateSent<=");
-	fsize = form_get(&q, "PageSize");
-	fpage = form_get(&q, "Page");
-	token = form_get(&q, "PageToken");
+		before = form_get(q, "DateSent<=");
+	fsize = form_get(q, "PageSize");
+	fpage = form_get(q, "Page");
+	token = form_get(q, "PageToken");
 	if (token && token->vlen < sizeof(token_copy))
 		memcpy(token_copy, token->val, token->vlen);
 
@@ -459,19 +455,19 @@ list_messages(const ApiRequest *req, Reply *r)
 		(before && !parse_day(before->val, before->vlen, &day_le)))
 	{
 		reply_error(r, 400, 20001, "DateSent must be a date in the form YYYY-MM-DD");
-		goto done;
+		return;
 	}
 	if (fsize && (!parse_int(fsize->val, fsize->vlen, &page_size) || page_size < 1))
 	{
 		reply_error(r, 400, 20001, "PageSize must be a positive integer");
-		goto done;
+		return;
 	}
 	if (page_size > 1000)
 		page_size = 1000;
 	if (fpage && (!parse_int(fpage->val, fpage->vlen, &page) || page < 0))
 	{
 		reply_error(r, 400, 20001, "Page must be a non-negative integer");
-		goto done;
+		return;
 	}
 
 	add_filter(&filters, "To", to);
@@ -480,7 +476,6 @@ list_messages(const ApiRequest *req, Reply *r)
 	add_filter(&filters, "DateSent>", after);
 	add_filter(&filters, "DateSent<", before);
 
-	buf_grow(&r->body, 4096);
 	pthread_mutex_lock(&store_lock);
 	start_idx = (int64_t) store_count() - 1;
 	skip = page * page_size;
@@ -495,7 +490,8 @@ list_messages(const ApiRequest *req, Reply *r)
 		{
 			pthread_mutex_unlock(&store_lock);
 			reply_error(r, 400, 20001, "Invalid PageToken");
-			goto done;
+			buf_free(&filters);
+			return;
 		}
 		backward = token->val[1] == 'B';
 		/* PA: the messages older than it; PB: the page newer than it */
@@ -552,15 +548,13 @@ list_messages(const ApiRequest *req, Reply *r)
 			picked[collected - 1 - i] = t;
 		}
 	}
-	buf_puts(&r->body, "{\"messages\": [");
+	messages = json_array();
 	for (i = 0; i < collected; i++)
 	{
 		MsgView		v;
 
-		if (i > 0)
-			buf_puts(&r->body, ", ");
 		message_view(picked[i], now, false, &v);
-		message_json(&r->body, picked[i], &v);
+		json_array_append_new(messages, message_json(picked[i], &v));
 	}
 	if (collected > 0)
 	{
@@ -577,34 +571,25 @@ list_messages(const ApiRequest *req, Reply *r)
 	free(picked);
 	pthread_mutex_unlock(&store_lock);
 
-	buf_puts(&r->body, "], \"end\": ");
-	buf_put_int(&r->body, page * page_size + (collected ? collected - 1 : 0));
-	buf_puts(&r->body, ", \"first_page_uri\": ");
-	page_uri(&r->body, &filters, page_size, 0, NULL);
-	buf_puts(&r->body, ", \"next_page_uri\": ");
-	if (older)
-		page_uri(&r->body, &filters, page_size, page + 1, last_sid);
-	else
-		buf_puts(&r->body, "null");
-	buf_puts(&r->body, ", \"page\": ");
-	buf_put_int(&r->body, page);
-	buf_puts(&r->body, ", \"page_size\": ");
-	buf_put_int(&r->body, page_size);
+	list = json_object();
+	jv_set(list, "messages", messages);
+	jv_set(list, "end", json_integer(page * page_size + (collected ? collected - 1 : 0)));
+	jv_set(list, "first_page_uri", page_uri(&filters, page_size, 0, NULL));
+	jv_set(list, "next_page_uri", older ?
+		   page_uri(&filters, page_size, page + 1, last_sid) : json_null());
+	jv_set(list, "page", json_integer(page));
+	jv_set(list, "page_size", json_integer(page_size));
 	/* PB<first sid>: the page before, however many arrived since */
-	buf_puts(&r->body, ", \"previous_page_uri\": ");
-	if (newer)
-		page_uri(&r->body, &filters, page_size, page > 0 ? page - 1 : 0, first_sid);
-	else
-		buf_puts(&r->body, "null");
-	buf_puts(&r->body, ", \"start\": ");
-	buf_put_int(&r->body, page * page_size);
-	buf_puts(&r->body, ", \"uri\": ");
-	page_uri(&r->body, &filters, page_size, page, token_copy[0] ? token_copy : NULL);
-	buf_putc(&r->body, '}');
+	jv_set(list, "previous_page_uri", newer ?
+		   page_uri(&filters, page_size, page > 0 ? page - 1 : 0, first_sid) :
+		   json_null());
+	jv_set(list, "start", json_integer(page * page_size));
+	jv_set(list, "uri", page_uri(&filters, page_size, page,
+								 token_copy[0] ? token_copy : NULL));
+	buf_grow(&r->body, 1024 * (collected + 1));
+	buf_json(&r->body, list);
 	r->status = 200;
-done:
 	buf_free(&filters);
-	form_free(&q);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -626,7 +611,7 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 {
 	Message    *m;
 	MsgView		v;
-	Form		f = {0};
+	json_t	   *msg;
 	bool		is_post = strcmp(req->method, "POST") == 0;
 	bool		is_delete = strcmp(req->method, "DELETE") == 0;
 	const FormField *status = NULL,
@@ -640,36 +625,34 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 	r->kind = is_post ? KIND_UPDATE : is_delete ? KIND_DELETE : KIND_FETCH;
 	if (is_post)
 	{
-		form_parse(&f, req->body, req->body_len);
-		status = form_get(&f, "Status");
-		body = form_get(&f, "Body");
+		status = form_get(req->form, "Status");
+		body = form_get(req->form, "Body");
 		if (status && !field_eq(status->val, status->vlen, "canceled"))
 		{
 			reply_error(r, 400, 20001, "Status can only be set to 'canceled'");
-			goto done;
+			return;
 		}
 		if (body && body->vlen > 0)
 		{
 			reply_error(r, 400, 20001, "Body can only be redacted (set to an empty string)");
-			goto done;
+			return;
 		}
 	}
 
-	buf_grow(&r->body, 2048);
 	pthread_mutex_lock(&store_lock);
 	m = store_find(sid, sid_len);
 	if (m == NULL || m->deleted)
 	{
 		pthread_mutex_unlock(&store_lock);
 		not_found(req, r);
-		goto done;
+		return;
 	}
 	if (is_delete)
 	{
 		m->deleted = true;
 		pthread_mutex_unlock(&store_lock);
 		r->status = 204;
-		goto done;
+		return;
 	}
 	message_view(m, now_us(), false, &v);
 	if (status)
@@ -679,7 +662,7 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 		{
 			pthread_mutex_unlock(&store_lock);
 			reply_error(r, 400, 30409, "Message cannot be canceled");
-			goto done;
+			return;
 		}
 		m->canceled_us = now_us();
 		callback_canceled(m);
@@ -691,11 +674,10 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 	}
 	if (status || body)
 		message_view(m, now_us(), false, &v);
-	message_json(&r->body, m, &v);
+	msg = message_json(m, &v);
 	pthread_mutex_unlock(&store_lock);
+	buf_json(&r->body, msg);
 	r->status = 200;
-done:
-	form_free(&f);
 }
 
 /* A media URL's type, from its extension, as Twilio would have fetched it. */
@@ -726,31 +708,23 @@ media_sid(char *out, const Message *m, int i)
 	snprintf(out, 35, "ME%.16s%016x", m->sid + 2, (unsigned) i + 1);
 }
 
-static void
-media_json(Buf *b, const Message *m, int i)
+static json_t *
+media_json(const Message *m, int i)
 {
+	json_t	   *o = json_object();
 	char		sid[35];
+	char		tail[48];
 
 	media_sid(sid, m, i);
-	buf_puts(b, "{\"account_sid\": ");
-	json_cstr(b, cfg.account_sid);
-	buf_puts(b, ", \"content_type\": ");
-	json_cstr(b, media_type(m->media[i]));
-	buf_puts(b, ", \"date_created\": ");
-	json_date(b, m->created_us);
-	buf_puts(b, ", \"date_updated\": ");
-	json_date(b, m->created_us);
-	buf_puts(b, ", \"parent_sid\": ");
-	json_cstr(b, m->sid);
-	buf_puts(b, ", \"sid\": ");
-	json_cstr(b, sid);
-	buf_puts(b, ", \"uri\": \"" API_PREFIX);
-	buf_puts(b, cfg.account_sid);
-	buf_puts(b, "/Messages/");
-	buf_puts(b, m->sid);
-	buf_puts(b, "/Media/");
-	buf_puts(b, sid);
-	buf_puts(b, ".json\"}");
+	snprintf(tail, sizeof(tail), "/Media/%s.json", sid);
+	jv_set(o, "account_sid", jv_text(cfg.account_sid));
+	jv_set(o, "content_type", jv_ascii(media_type(m->media[i])));
+	jv_set(o, "date_created", jv_date(m->created_us));
+	jv_set(o, "date_updated", jv_date(m->created_us));
+	jv_set(o, "parent_sid", jv_ascii(m->sid));
+	jv_set(o, "sid", jv_ascii(sid));
+	jv_set(o, "uri", message_uri(m->sid, tail));
+	return o;
 }
 
 /*
@@ -764,6 +738,7 @@ media_request(const ApiRequest *req, const char *sid, size_t sid_len,
 {
 	Message    *m;
 	bool		list = strcmp(media, "Media.json") == 0 || strcmp(media, "Media") == 0;
+	json_t	   *reply = NULL;
 
 	if (strcmp(req->method, "GET") != 0)
 	{
@@ -780,44 +755,46 @@ media_request(const ApiRequest *req, const char *sid, size_t sid_len,
 	}
 	if (list)
 	{
-		buf_puts(&r->body, "{\"media_list\": [");
+		json_t	   *items = json_array();
+		Buf			uri = {0};
+
 		for (int i = 0; i < m->num_media; i++)
-		{
-			if (i > 0)
-				buf_puts(&r->body, ", ");
-			media_json(&r->body, m, i);
-		}
-		buf_puts(&r->body, "], \"end\": ");
-		buf_put_int(&r->body, m->num_media > 0 ? m->num_media - 1 : 0);
-		buf_puts(&r->body, ", \"first_page_uri\": \"");
-		buf_puts(&r->body, req->path);
-		buf_puts(&r->body, "?PageSize=50&Page=0\", \"next_page_uri\": null, \"page\": 0,"
-				 " \"page_size\": 50, \"previous_page_uri\": null, \"start\": 0, \"uri\": \"");
-		buf_puts(&r->body, req->path);
-		buf_puts(&r->body, "?PageSize=50&Page=0\"}");
-		r->status = 200;
+			json_array_append_new(items, media_json(m, i));
+		buf_printf(&uri, "%s?PageSize=50&Page=0", req->path);
+		reply = json_object();
+		jv_set(reply, "media_list", items);
+		jv_set(reply, "end", json_integer(m->num_media > 0 ? m->num_media - 1 : 0));
+		jv_set(reply, "first_page_uri", jv_bytes(uri.data, uri.len));
+		jv_set(reply, "next_page_uri", json_null());
+		jv_set(reply, "page", json_integer(0));
+		jv_set(reply, "page_size", json_integer(50));
+		jv_set(reply, "previous_page_uri", json_null());
+		jv_set(reply, "start", json_integer(0));
+		jv_set(reply, "uri", jv_bytes(uri.data, uri.len));
+		buf_free(&uri);
 	}
 	else
 	{
 		size_t		len = strcspn(media + 6, ".");
 
-		r->status = 404;
-		for (int i = 0; i < m->num_media; i++)
+		for (int i = 0; i < m->num_media && reply == NULL; i++)
 		{
 			char		me[35];
 
 			media_sid(me, m, i);
 			if (strncmp(media, "Media/", 6) == 0 && len == 34 &&
 				strncmp(media + 6, me, 34) == 0)
-			{
-				media_json(&r->body, m, i);
-				r->status = 200;
-			}
+				reply = media_json(m, i);
 		}
 	}
 	pthread_mutex_unlock(&store_lock);
-	if (r->status == 404)
+	if (reply == NULL)
+	{
 		not_found(req, r);
+		return;
+	}
+	buf_json(&r->body, reply);
+	r->status = 200;
 }
 
 /*
