@@ -39,6 +39,7 @@ extern void buf_put(Buf *b, const char *s, size_t n);
 extern void buf_puts(Buf *b, const char *s);
 extern void buf_printf(Buf *b, const char *fmt,...)
 			__attribute__((format(printf, 2, 3)));
+extern void buf_put_int(Buf *b, int64_t v);
 extern char *buf_steal(Buf *b, size_t *len);
 
 static inline void
@@ -111,7 +112,7 @@ extern bool parse_int(const char *s, size_t n, int64_t *out);
 extern void url_encode(Buf *b, const char *s, size_t n);
 extern void form_encode(Buf *b, const Form *form);
 
-/* ---------- json.c: what the emulator writes, as jansson values ---------- */
+/* ---------- json.c: JSON with jansson, the message resource by hand ---------- */
 
 extern json_t *jv_bytes(const char *s, size_t n);
 extern json_t *jv_text(const char *s);
@@ -123,6 +124,9 @@ extern json_t *jv_error(int code, const char *message, int status);
 extern void jv_set(json_t *object, const char *key, json_t *value);
 extern void buf_json(Buf *b, json_t *value);
 extern void buf_json_lines(Buf *b, json_t *array);
+extern void buf_json_str(Buf *b, const char *s, size_t n);
+extern void buf_json_text(Buf *b, const char *s);
+extern void buf_json_date(Buf *b, int64_t us);
 
 /* ---------- config, shared by every thread ---------- */
 
@@ -473,6 +477,7 @@ struct MHD_Connection;
 struct MHD_Response;
 extern bool events_listening(void);
 extern void events_publish(json_t *event);
+extern void events_publish_text(const char *json, size_t len);
 extern struct MHD_Response *events_response(struct MHD_Connection *conn);
 extern void events_start(void);
 extern void events_stop(void);

@@ -82,9 +82,7 @@ wake_listeners(void)
 void
 events_publish(json_t *event)
 {
-	Event	   *e;
 	Buf			json = {0};
-	Buf			b = {0};
 
 	if (!events_listening())
 	{
@@ -92,14 +90,26 @@ events_publish(json_t *event)
 		return;
 	}
 	buf_json(&json, event);
+	events_publish_text(json.data, json.len);
+	buf_free(&json);
+}
+
+/* Publish one event whose data is the one-line JSON json[0..len). */
+void
+events_publish_text(const char *json, size_t len)
+{
+	Event	   *e;
+	Buf			b = {0};
+
+	if (!events_listening())
+		return;
 	pthread_mutex_lock(&ev_lock);
 	e = &ring[next_seq % EVENT_RING];
 	free(e->data);
-	buf_grow(&b, json.len + 32);
+	buf_grow(&b, len + 32);
 	buf_printf(&b, "id: %lld\ndata: ", (long long) next_seq);
-	buf_put(&b, json.data, json.len);
+	buf_put(&b, json, len);
 	buf_puts(&b, "\n\n");
-	buf_free(&json);
 	e->seq = next_seq++;
 	e->data = buf_steal(&b, &e->len);
 	wake_listeners();

@@ -412,7 +412,7 @@ log_summary_json(void)
 	jv_set(o, "messages", json_integer((json_int_t) messages));
 	for (i = 0; i < 600; i++)
 	{
-		char		code[8];
+		char		code[12];
 
 		if (count_status[i] == 0)
 			continue;
