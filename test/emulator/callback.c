@@ -247,13 +247,9 @@ callback_scheduled(void)
 /* ---------------------------------------------------------------------- */
 
 static void
-param(FormField *f, int *n, const char *key, const char *val)
+param(FormBuilder *fb, const char *key, const char *val)
 {
-	f[*n].key = key;
-	f[*n].klen = strlen(key);
-	f[*n].val = val;
-	f[*n].vlen = strlen(val);
-	(*n)++;
+	form_add(fb, key, strlen(key), val, strlen(val));
 }
 
 /* Twilio's RawDlrDoneDate: the carrier's receipt time, YYMMDDhhmm (UTC). */
@@ -278,9 +274,7 @@ build_job(const Message *m, int status, int64_t t_us, int error_code,
 		  const char *token)
 {
 	CallbackJob *j = calloc(1, sizeof(CallbackJob));
-	FormField	f[12];
-	int			n = 0,
-				i;
+	FormBuilder fb;
 	char		code[16];
 	char		dlr[64];
 	Buf			body = {0};
@@ -288,38 +282,34 @@ build_job(const Message *m, int status, int64_t t_us, int error_code,
 
 	if (j == NULL)
 		abort();
-	param(f, &n, "MessageSid", m->sid);
-	param(f, &n, "MessageStatus", name);
-	param(f, &n, "SmsSid", m->sid);
-	param(f, &n, "SmsStatus", name);
-	param(f, &n, "To", m->to);
+	form_begin(&fb);
+	param(&fb, "MessageSid", m->sid);
+	param(&fb, "MessageStatus", name);
+	param(&fb, "SmsSid", m->sid);
+	param(&fb, "SmsStatus", name);
+	param(&fb, "To", m->to);
 	if (m->from)
-		param(f, &n, "From", m->from);
+		param(&fb, "From", m->from);
 	if (m->service_sid)
-		param(f, &n, "MessagingServiceSid", m->service_sid);
-	param(f, &n, "AccountSid", cfg.account_sid);
-	param(f, &n, "ApiVersion", "2010-04-01");
+		param(&fb, "MessagingServiceSid", m->service_sid);
+	param(&fb, "AccountSid", cfg.account_sid);
+	param(&fb, "ApiVersion", "2010-04-01");
 	if (error_code)
 	{
 		snprintf(code, sizeof(code), "%d", error_code);
-		param(f, &n, "ErrorCode", code);
+		param(&fb, "ErrorCode", code);
 	}
 	if (status == ST_DELIVERED || status == ST_UNDELIVERED)
 	{
 		dlr_date(dlr, sizeof(dlr), t_us);
-		param(f, &n, "RawDlrDoneDate", dlr);
+		param(&fb, "RawDlrDoneDate", dlr);
 	}
+	form_finish(&fb, &j->params);
 
 	buf_grow(&body, 512);
-	for (i = 0; i < n; i++)
-	{
-		if (i > 0)
-			buf_putc(&body, '&');
-		url_encode(&body, f[i].key, f[i].klen);
-		buf_putc(&body, '=');
-		url_encode(&body, f[i].val, f[i].vlen);
-	}
-	twilio_signature(token, strlen(token), m->callback_url, f, n, j->signature);
+	form_encode(&body, &j->params);
+	twilio_signature(token, strlen(token), m->callback_url, j->params.f,
+					 j->params.n, j->signature);
 
 	j->seq = callback_next_seq();
 	j->t_us = t_us;

@@ -7,10 +7,12 @@
  *	  running its own epoll loop.  Each request gets a small context from
  *	  the URI callback (which sees the raw URI, query included, and stamps
  *	  the arrival time), collects its body, and is answered from the final
- *	  access-handler call.  Delayed replies are prepared at once and sent
- *	  from a suspended connection later (delay.c), so a delay never blocks
- *	  a server thread.  Two more threads serve status callbacks: one
- *	  decides when they are due (callback.c), one sends them (sender.c).
+ *	  access-handler call, where libmicrohttpd parses the body and the
+ *	  query string into forms (form.c).  Delayed replies are prepared at
+ *	  once and sent from a suspended connection later (delay.c), so a
+ *	  delay never blocks a server thread.  Two more threads serve status
+ *	  callbacks: one decides when they are due (callback.c), one sends
+ *	  them (sender.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -45,7 +47,10 @@ typedef struct Req
 	bool		prepared;		/* reply ready, connection was suspended */
 	bool		drop;
 	unsigned	status;
-	Buf			body;
+	Buf			body;			/* raw, as it arrives */
+	Form		form;			/* the body's parameters */
+	Form		query;			/* the query string's */
+	const char *content_type;	/* as sent, for the log */
 	struct MHD_Response *resp;
 } Req;
 
@@ -178,6 +183,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		MHD_destroy_response(r->resp);
 	free(r->uri);
 	buf_free(&r->body);
+	form_free(&r->form);
+	form_free(&r->query);
 	free(r);
 	*con_cls = NULL;
 }
@@ -227,9 +234,8 @@ api_request(struct MHD_Connection *conn, Req *r, const char *url,
 	memset(&req, 0, sizeof(req));
 	req.method = method;
 	req.path = url;
-	req.query = r->uri[r->path_len] == '?' ? r->uri + r->path_len + 1 : "";
-	req.body = r->body.data;
-	req.body_len = r->body.len;
+	req.query = &r->query;
+	req.form = &r->form;
 
 	clen = decode_basic(auth, cred, sizeof(cred));
 	if (clen >= 0 && (colon = memchr(cred, ':', clen)) != NULL)
@@ -259,8 +265,7 @@ api_request(struct MHD_Connection *conn, Req *r, const char *url,
 	in.method = method;
 	in.uri = r->uri;
 	in.path_len = r->path_len;
-	in.body = r->body.data;
-	in.body_len = r->body.len;
+	in.form = r->form;
 	if (clen >= 0)
 	{
 		/* the user part, or all of it when there is no colon */
@@ -269,18 +274,17 @@ api_request(struct MHD_Connection *conn, Req *r, const char *url,
 	}
 	in.user_agent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 												MHD_HTTP_HEADER_USER_AGENT);
-	in.content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-												  MHD_HTTP_HEADER_CONTENT_TYPE);
+	in.content_type = r->content_type;
 	in.accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 											MHD_HTTP_HEADER_ACCEPT);
 	in.status = rep->status;
 	in.fault = rep->fault;
 	in.kind = rep->kind;
-	/* the log takes over the raw URI and body: no copies */
+	/* the log takes over the raw URI and the form: no copies */
 	log_append(&in);
 	r->uri = NULL;
-	r->body.data = NULL;
-	r->body.len = r->body.cap = 0;
+	r->form.f = NULL;
+	r->form.n = 0;
 }
 
 /*
@@ -362,6 +366,9 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 
 	memset(&rep, 0, sizeof(rep));
 	rep.delay_ms = -1;
+	/* looked up first: reading a body without one adds the header */
+	r->content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+												  MHD_HTTP_HEADER_CONTENT_TYPE);
 
 	if ((r->control || strcmp(url, "/") == 0) && from_elsewhere(conn))
 	{
@@ -396,12 +403,12 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		MHD_destroy_response(resp);
 		return ret;
 	}
+	form_read_body(conn, &r->body, &r->form);
+	if (r->uri[r->path_len] == '?')
+		form_read_query(conn, &r->query);
 	if (r->control)
 	{
-		const char *query = r->uri[r->path_len] == '?' ?
-			r->uri + r->path_len + 1 : "";
-
-		control_handle(method, url, query, r->body.data, r->body.len, &rep);
+		control_handle(method, url, &r->query, &r->form, &rep);
 		delay = 0;
 	}
 	else
@@ -680,6 +687,8 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+	/* jansson seeds its hash function once, before any thread builds JSON */
+	json_object_seed(0);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 	{
 		fprintf(stderr, "twilio-emulator: could not initialize libcurl\n");

@@ -207,7 +207,7 @@ make_events(Listener *l)
 			{
 				if (k > 0)
 					buf_puts(&l->out, ", ");
-				json_cstr(&l->out, changed[k]);
+				buf_json_text(&l->out, changed[k]);
 			}
 			buf_putc(&l->out, ']');
 		}
@@ -296,7 +296,7 @@ events_response(struct MHD_Connection *conn)
 	if (l == NULL)
 		abort();
 	l->conn = conn;
-	buf_init(&l->out, 16384);
+	buf_grow(&l->out, 16384);
 	pthread_mutex_lock(&ev_lock);
 	l->last = next_seq - 1;
 	if (last_id)

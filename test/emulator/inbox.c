@@ -29,22 +29,17 @@
 #include <string.h>
 
 /* One entry of "history": a status and the wall time it began. */
-static void
-history_entry(Buf *b, bool first, const char *status, int64_t at_us)
+static json_t *
+history_entry(const char *status, int64_t at_us)
 {
-	if (!first)
-		buf_puts(b, ", ");
-	buf_puts(b, "{\"status\": \"");
-	buf_puts(b, status);
-	buf_puts(b, "\", \"at_us\": ");
-	buf_put_int(b, at_us);
-	buf_putc(b, '}');
+	return json_pack("{s:s, s:I}", "status", status, "at_us", (json_int_t) at_us);
 }
 
 /* The plan steps a message reached, and when; store_lock held. */
-static void
-history_json(Buf *b, const Message *m, const MsgView *v)
+static json_t *
+history_json(const Message *m, const MsgView *v)
 {
+	json_t	   *h = json_array();
 	int			reached = v->step;
 
 	if (m->canceled_us)
@@ -57,67 +52,44 @@ history_json(Buf *b, const Message *m, const MsgView *v)
 			   (int64_t) m->plan.at_ms[reached + 1] * 1000 <= age)
 			reached++;
 	}
-	buf_putc(b, '[');
 	for (int k = 0; k <= reached; k++)
-		history_entry(b, k == 0, status_name(m->plan.status[k]),
-					  step_real_us(m, k));
+		json_array_append_new(h, history_entry(status_name(m->plan.status[k]),
+											   step_real_us(m, k)));
 	if (m->canceled_us)
-		history_entry(b, false, "canceled", m->canceled_us);
-	buf_putc(b, ']');
+		json_array_append_new(h, history_entry("canceled", m->canceled_us));
+	return h;
 }
 
 /* The message as of now (wall time), as a JSON object; store_lock held. */
-void
-inbox_message_json(Buf *b, const Message *m, int64_t now)
+json_t *
+inbox_message_json(const Message *m, int64_t now)
 {
+	json_t	   *o = json_object();
+	json_t	   *media = json_array();
 	MsgView		v;
 
 	message_view(m, now, false, &v);
-	buf_puts(b, "{\"sid\": \"");
-	buf_puts(b, m->sid);
-	buf_puts(b, "\", \"to\": ");
-	json_cstr(b, m->to);
-	buf_puts(b, ", \"from\": ");
-	json_cstr(b, m->from);
-	buf_puts(b, ", \"messaging_service_sid\": ");
-	json_cstr(b, m->service_sid);
-	buf_puts(b, ", \"body\": ");
-	json_str(b, m->body, m->body_len);
-	buf_puts(b, ", \"media_urls\": [");
 	for (int j = 0; j < m->num_media; j++)
-	{
-		if (j > 0)
-			buf_puts(b, ", ");
-		json_cstr(b, m->media[j]);
-	}
-	buf_puts(b, "], \"status\": \"");
-	buf_puts(b, v.status);
-	buf_puts(b, "\", \"error_code\": ");
-	if (v.error_code)
-		buf_put_int(b, v.error_code);
-	else
-		buf_puts(b, "null");
-	buf_puts(b, ", \"history\": ");
-	history_json(b, m, &v);
-	buf_puts(b, ", \"status_callback\": ");
-	json_cstr(b, m->callback_url);
-	buf_puts(b, ", \"deleted\": ");
-	buf_puts(b, m->deleted ? "true" : "false");
-	buf_puts(b, ", \"redacted\": ");
-	buf_puts(b, m->redacted_us ? "true" : "false");
-	buf_puts(b, ", \"num_segments\": ");
-	buf_put_int(b, m->num_segments);
-	buf_puts(b, ", \"encoding\": \"");
-	buf_puts(b, m->ucs2 ? "UCS-2" : "GSM-7");
-	buf_puts(b, "\", \"date_created\": ");
-	json_date(b, m->created_us);
-	buf_puts(b, ", \"date_sent\": ");
-	json_date(b, v.sent_us);
-	buf_puts(b, ", \"date_updated\": ");
-	json_date(b, v.updated_us);
-	buf_puts(b, ", \"created_us\": ");
-	buf_put_int(b, m->created_us);
-	buf_putc(b, '}');
+		json_array_append_new(media, jv_text(m->media[j]));
+	jv_set(o, "sid", jv_ascii(m->sid));
+	jv_set(o, "to", jv_text(m->to));
+	jv_set(o, "from", jv_text(m->from));
+	jv_set(o, "messaging_service_sid", jv_text(m->service_sid));
+	jv_set(o, "body", jv_bytes(m->body, m->body_len));
+	jv_set(o, "media_urls", media);
+	jv_set(o, "status", jv_ascii(v.status));
+	jv_set(o, "error_code", jv_code(v.error_code));
+	jv_set(o, "history", history_json(m, &v));
+	jv_set(o, "status_callback", jv_text(m->callback_url));
+	jv_set(o, "deleted", json_boolean(m->deleted));
+	jv_set(o, "redacted", json_boolean(m->redacted_us != 0));
+	jv_set(o, "num_segments", json_integer(m->num_segments));
+	jv_set(o, "encoding", jv_ascii(m->ucs2 ? "UCS-2" : "GSM-7"));
+	jv_set(o, "date_created", jv_date(m->created_us));
+	jv_set(o, "date_sent", jv_date(v.sent_us));
+	jv_set(o, "date_updated", jv_date(v.updated_us));
+	jv_set(o, "created_us", json_integer(m->created_us));
+	return o;
 }
 
 /* Does s[0..n) contain the lower-case ASCII needle q, ignoring ASCII case? */
@@ -192,9 +164,10 @@ inbox_messages_json(Buf *b, const char *to, const char *q, int64_t limit)
 
 		if ((to != NULL && strcmp(m->to, to) != 0) || !matches(m, q))
 			continue;
+		/* one at a time: a long store never becomes one big tree */
 		if (picked++ > 0)
 			buf_puts(b, ",\n");
-		inbox_message_json(b, m, now);
+		buf_json(b, inbox_message_json(m, now));
 	}
 	buf_puts(b, "]\n");
 	pthread_mutex_unlock(&store_lock);
@@ -360,13 +333,10 @@ inbox_conversations_json(Buf *b, const char *q, int64_t limit)
 	{
 		if (i > 0)
 			buf_puts(b, ",\n");
-		buf_puts(b, "{\"number\": ");
-		json_cstr(b, conv[i].number);
-		buf_puts(b, ", \"count\": ");
-		buf_put_int(b, conv[i].count);
-		buf_puts(b, ", \"last\": ");
-		inbox_message_json(b, conv[i].last, now);
-		buf_putc(b, '}');
+		buf_json(b, json_pack("{s:o, s:I, s:o}",
+							  "number", jv_text(conv[i].number),
+							  "count", (json_int_t) conv[i].count,
+							  "last", inbox_message_json(conv[i].last, now)));
 	}
 	buf_puts(b, "]}\n");
 	pthread_mutex_unlock(&store_lock);

@@ -28,35 +28,87 @@ reply_error(Reply *r, int status, int code, const char *message)
 {
 	r->status = status;
 	r->body.len = 0;
-	json_error(&r->body, code, message, status);
+	buf_json(&r->body, jv_error(code, message, status));
 }
 
 /* ---------------------------------------------------------------------- */
 
+#define PATH_LEN 256
+
+/* The path of a message's resource: API_PREFIX AC.../Messages/SM...tail */
+static const char *
+message_path(char out[PATH_LEN], const char *sid, const char *tail)
+{
+	snprintf(out, PATH_LEN, API_PREFIX "%s/Messages/%s%s",
+			 cfg.account_sid, sid, tail);
+	return out;
+}
+
+static pthread_once_t account_once = PTHREAD_ONCE_INIT;
+static Buf	account_json;
+
+/* "/2010-04-01/Accounts/AC... as JSON, the string left open */
+static void
+init_account_json(void)
+{
+	char		path[PATH_LEN];
+
+	snprintf(path, sizeof(path), API_PREFIX "%s", cfg.account_sid);
+	buf_json_text(&account_json, path);
+	account_json.len--;			/* the closing quote */
+}
+
+/*
+ * Open a JSON string with the account's path, written once: the rest of
+ * a resource's path (SIDs, filters encoded for a URL) needs no escaping.
+ */
+static void
+account_uri_json(Buf *b)
+{
+	pthread_once(&account_once, init_account_json);
+	buf_put(b, account_json.data, account_json.len);
+}
+
+/* A message's resource path as JSON */
+static void
+message_uri_json(Buf *b, const char *sid, const char *tail)
+{
+	account_uri_json(b);
+	buf_puts(b, "/Messages/");
+	buf_puts(b, sid);
+	buf_puts(b, tail);
+	buf_putc(b, '"');
+}
+
+/*
+ * A message as Twilio shows it.  Written by hand, not with jansson: it is
+ * what creates, fetches and lists return, the requests the benchmarks
+ * drive (json.c says what jansson cost here).
+ */
 static void
 message_json(Buf *b, const Message *m, const MsgView *v)
 {
-	buf_puts(b, "{\"account_sid\": \"");
-	buf_puts(b, cfg.account_sid);
-	buf_puts(b, "\", \"api_version\": \"2010-04-01\", \"body\": ");
-	json_str(b, m->body, m->body_len);
+	buf_puts(b, "{\"account_sid\": ");
+	buf_json_text(b, cfg.account_sid);
+	buf_puts(b, ", \"api_version\": \"2010-04-01\", \"body\": ");
+	buf_json_str(b, m->body, m->body_len);
 	buf_puts(b, ", \"date_created\": ");
-	json_date(b, m->created_us);
+	buf_json_date(b, m->created_us);
 	buf_puts(b, ", \"date_sent\": ");
-	json_date(b, v->sent_us);
+	buf_json_date(b, v->sent_us);
 	buf_puts(b, ", \"date_updated\": ");
-	json_date(b, v->updated_us);
+	buf_json_date(b, v->updated_us);
 	buf_puts(b, ", \"direction\": \"outbound-api\", \"error_code\": ");
 	if (v->error_code)
 		buf_put_int(b, v->error_code);
 	else
 		buf_puts(b, "null");
 	buf_puts(b, ", \"error_message\": ");
-	json_cstr(b, v->error_code ? delivery_error_message(v->error_code) : NULL);
+	buf_json_text(b, v->error_code ? delivery_error_message(v->error_code) : NULL);
 	buf_puts(b, ", \"from\": ");
-	json_cstr(b, m->from);
+	buf_json_text(b, m->from);
 	buf_puts(b, ", \"messaging_service_sid\": ");
-	json_cstr(b, m->service_sid);
+	buf_json_text(b, m->service_sid);
 	buf_puts(b, ", \"num_media\": \"");
 	buf_put_int(b, m->num_media);
 	buf_puts(b, "\", \"num_segments\": \"");
@@ -65,17 +117,13 @@ message_json(Buf *b, const Message *m, const MsgView *v)
 	buf_puts(b, m->sid);
 	buf_puts(b, "\", \"status\": \"");
 	buf_puts(b, v->status);
-	buf_puts(b, "\", \"subresource_uris\": {\"media\": \"" API_PREFIX);
-	buf_puts(b, cfg.account_sid);
-	buf_puts(b, "/Messages/");
-	buf_puts(b, m->sid);
-	buf_puts(b, "/Media.json\"}, \"to\": ");
-	json_cstr(b, m->to);
-	buf_puts(b, ", \"uri\": \"" API_PREFIX);
-	buf_puts(b, cfg.account_sid);
-	buf_puts(b, "/Messages/");
-	buf_puts(b, m->sid);
-	buf_puts(b, ".json\"}");
+	buf_puts(b, "\", \"subresource_uris\": {\"media\": ");
+	message_uri_json(b, m->sid, "/Media.json");
+	buf_puts(b, "}, \"to\": ");
+	buf_json_text(b, m->to);
+	buf_puts(b, ", \"uri\": ");
+	message_uri_json(b, m->sid, ".json");
+	buf_putc(b, '}');
 }
 
 /* ---------------------------------------------------------------------- */
@@ -176,7 +224,7 @@ magic_numbers(const FormField *from, const FormField *to, Reply *r)
 static void
 create_message(const ApiRequest *req, Reply *r)
 {
-	Form		f;
+	const Form *f = req->form;
 	const FormField *to,
 			   *from,
 			   *service,
@@ -195,45 +243,44 @@ create_message(const ApiRequest *req, Reply *r)
 	int			i,
 				k;
 
-	form_parse(&f, req->body, req->body_len);
-	to = form_get(&f, "To");
-	from = form_get(&f, "From");
-	service = form_get(&f, "MessagingServiceSid");
-	body = form_get(&f, "Body");
-	callback = form_get(&f, "StatusCallback");
-	schedule = form_get(&f, "ScheduleType");
-	send_at = form_get(&f, "SendAt");
-	num_media = form_count(&f, "MediaUrl");
+	to = form_get(f, "To");
+	from = form_get(f, "From");
+	service = form_get(f, "MessagingServiceSid");
+	body = form_get(f, "Body");
+	callback = form_get(f, "StatusCallback");
+	schedule = form_get(f, "ScheduleType");
+	send_at = form_get(f, "SendAt");
+	num_media = form_count(f, "MediaUrl");
 
 	if (!present(to))
 	{
 		reply_error(r, 400, 21604, "A 'To' phone number is required.");
-		goto done;
+		return;
 	}
 	if (!present(from) && !present(service))
 	{
 		reply_error(r, 400, 21603, "A 'From' phone number is required.");
-		goto done;
+		return;
 	}
 	if (!present(body) && num_media == 0)
 	{
 		reply_error(r, 400, 21602, "Message body is required.");
-		goto done;
+		return;
 	}
 	if (body && utf8_chars(body->val, body->vlen) > 1600)
 	{
 		reply_error(r, 400, 21617, "The concatenated message body exceeds the 1600 character limit.");
-		goto done;
+		return;
 	}
 	if (!is_e164(to->val, to->vlen))
 	{
 		error_with_number(r, 21211, "The 'To' number %s is not a valid phone number.", to);
-		goto done;
+		return;
 	}
 	if (present(callback) && !callback_url_valid(callback->val, callback->vlen))
 	{
 		error_with_number(r, 21609, "The StatusCallback URL %s is not a valid URL.", callback);
-		goto done;
+		return;
 	}
 	/* without a Messaging Service, Twilio ignores scheduling */
 	if (present(service) && present(schedule))
@@ -244,24 +291,24 @@ create_message(const ApiRequest *req, Reply *r)
 		if (!field_eq(schedule->val, schedule->vlen, "fixed"))
 		{
 			reply_error(r, 400, 35126, "The ScheduleType value provided is not supported for this channel");
-			goto done;
+			return;
 		}
 		if (!present(send_at))
 		{
 			reply_error(r, 400, 35111, "SendAt timestamp is missing");
-			goto done;
+			return;
 		}
 		ahead = parse_iso_utc(send_at->val, send_at->vlen, &at) ?
 			at - now_us() : -1;
 		if (ahead < INT64_C(300000000) || ahead > INT64_C(3024000000000))
 		{
 			reply_error(r, 400, 35114, "SendAt time must be between 300 seconds and 35 days (3024000 seconds) in the future, inclusive.");
-			goto done;
+			return;
 		}
 		scheduled_ms = ahead / 1000;
 	}
 	if (magic_numbers(present(from) ? from : NULL, to, r))
-		goto done;
+		return;
 
 	if (fault_match(to->val, to->vlen, &hit))
 	{
@@ -270,20 +317,20 @@ create_message(const ApiRequest *req, Reply *r)
 		{
 			case FAULT_500_BEFORE:
 				reply_error(r, 500, 20500, "Internal Server Error");
-				goto done;
+				return;
 			case FAULT_429:
 			case FAULT_429_RETRY_AFTER:
 				reply_error(r, 429, 20429, "Too Many Requests");
 				if (hit.action == FAULT_429_RETRY_AFTER)
 					r->retry_after = hit.retry_after;
-				goto done;
+				return;
 			case FAULT_DROP_BEFORE:
 				r->status = 0;
-				goto done;
+				return;
 			case FAULT_AUTH_FAIL:
 				reply_error(r, 401, 20003, "Authenticate");
 				r->www_authenticate = true;
-				goto done;
+				return;
 			default:
 				break;			/* the rest create the message first */
 		}
@@ -291,9 +338,9 @@ create_message(const ApiRequest *req, Reply *r)
 
 	if (num_media > (int) lengthof(media_small))
 		media = malloc(sizeof(FormField *) * num_media);
-	for (i = 0, k = 0; i < f.n; i++)
-		if (field_eq(f.f[i].key, f.f[i].klen, "MediaUrl"))
-			media[k++] = &f.f[i];
+	for (i = 0, k = 0; i < f->n; i++)
+		if (field_eq(f->f[i].key, f->f[i].klen, "MediaUrl"))
+			media[k++] = &f->f[i];
 
 	memset(&nm, 0, sizeof(nm));
 	nm.to = to->val;
@@ -323,7 +370,7 @@ create_message(const ApiRequest *req, Reply *r)
 	}
 	progress_plan(to->val, to->vlen, present(service), scheduled_ms, &nm.plan);
 
-	/* render under the lock: a concurrent reset may free the message */
+	/* written under the lock: a concurrent reset may free the message */
 	buf_grow(&r->body, 1024 + nm.body_len);
 	pthread_mutex_lock(&store_lock);
 	m = store_add(&nm, now_us());
@@ -354,8 +401,6 @@ create_message(const ApiRequest *req, Reply *r)
 		default:
 			break;
 	}
-done:
-	form_free(&f);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -364,8 +409,7 @@ static void
 page_uri(Buf *b, const Buf *filters, int64_t page_size, int64_t page,
 		 const char *token)
 {
-	buf_puts(b, "\"" API_PREFIX);
-	buf_puts(b, cfg.account_sid);
+	account_uri_json(b);
 	buf_puts(b, "/Messages.json?");
 	buf_put(b, filters->data, filters->len);
 	buf_puts(b, "PageSize=");
@@ -374,6 +418,7 @@ page_uri(Buf *b, const Buf *filters, int64_t page_size, int64_t page,
 	buf_put_int(b, page);
 	if (token)
 	{
+		/* a token is only ever PA or PB and a SID, checked before */
 		buf_puts(b, "&PageToken=");
 		buf_puts(b, token);
 	}
@@ -400,7 +445,7 @@ add_filter(Buf *filters, const char *key, const FormField *f)
 static void
 list_messages(const ApiRequest *req, Reply *r)
 {
-	Form		q;
+	const Form *q = req->query;
 	const FormField *to,
 			   *from,
 			   *exact,
@@ -429,19 +474,18 @@ list_messages(const ApiRequest *req, Reply *r)
 				first_sid[37] = "";
 	char		token_copy[40] = "";
 
-	form_parse(&q, req->query, strlen(req->query));
-	to = form_get(&q, "To");
-	from = form_get(&q, "From");
-	exact = form_get(&q, "DateSent");
-	after = form_get(&q, "DateSent>");
+	to = form_get(q, "To");
+	from = form_get(q, "From");
+	exact = form_get(q, "DateSent");
+	after = form_get(q, "DateSent>");
 	if (after == NULL)
-		after = form_get(&q, "DateSent>=");
-	before = form_get(&q, "DateSent<");
+		after = form_get(q, "DateSent>=");
+	before = form_get(q, "DateSent<");
 	if (before == NULL)
-		before = form_get(&q, "DateSent<=");
-	fsize = form_get(&q, "PageSize");
-	fpage = form_get(&q, "Page");
-	token = form_get(&q, "PageToken");
+		before = form_get(q, "DateSent<=");
+	fsize = form_get(q, "PageSize");
+	fpage = form_get(q, "Page");
+	token = form_get(q, "PageToken");
 	if (token && token->vlen < sizeof(token_copy))
 		memcpy(token_copy, token->val, token->vlen);
 
@@ -450,19 +494,19 @@ list_messages(const ApiRequest *req, Reply *r)
 		(before && !parse_day(before->val, before->vlen, &day_le)))
 	{
 		reply_error(r, 400, 20001, "DateSent must be a date in the form YYYY-MM-DD");
-		goto done;
+		return;
 	}
 	if (fsize && (!parse_int(fsize->val, fsize->vlen, &page_size) || page_size < 1))
 	{
 		reply_error(r, 400, 20001, "PageSize must be a positive integer");
-		goto done;
+		return;
 	}
 	if (page_size > 1000)
 		page_size = 1000;
 	if (fpage && (!parse_int(fpage->val, fpage->vlen, &page) || page < 0))
 	{
 		reply_error(r, 400, 20001, "Page must be a non-negative integer");
-		goto done;
+		return;
 	}
 
 	add_filter(&filters, "To", to);
@@ -486,7 +530,8 @@ list_messages(const ApiRequest *req, Reply *r)
 		{
 			pthread_mutex_unlock(&store_lock);
 			reply_error(r, 400, 20001, "Invalid PageToken");
-			goto done;
+			buf_free(&filters);
+			return;
 		}
 		backward = token->val[1] == 'B';
 		/* PA: the messages older than it; PB: the page newer than it */
@@ -543,6 +588,7 @@ list_messages(const ApiRequest *req, Reply *r)
 			picked[collected - 1 - i] = t;
 		}
 	}
+	/* the list page is the message's hot path too: by hand as well */
 	buf_puts(&r->body, "{\"messages\": [");
 	for (i = 0; i < collected; i++)
 	{
@@ -593,9 +639,7 @@ list_messages(const ApiRequest *req, Reply *r)
 	page_uri(&r->body, &filters, page_size, page, token_copy[0] ? token_copy : NULL);
 	buf_putc(&r->body, '}');
 	r->status = 200;
-done:
 	buf_free(&filters);
-	form_free(&q);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -617,7 +661,6 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 {
 	Message    *m;
 	MsgView		v;
-	Form		f = {0};
 	bool		is_post = strcmp(req->method, "POST") == 0;
 	bool		is_delete = strcmp(req->method, "DELETE") == 0;
 	const FormField *status = NULL,
@@ -631,29 +674,27 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 	r->kind = is_post ? KIND_UPDATE : is_delete ? KIND_DELETE : KIND_FETCH;
 	if (is_post)
 	{
-		form_parse(&f, req->body, req->body_len);
-		status = form_get(&f, "Status");
-		body = form_get(&f, "Body");
+		status = form_get(req->form, "Status");
+		body = form_get(req->form, "Body");
 		if (status && !field_eq(status->val, status->vlen, "canceled"))
 		{
 			reply_error(r, 400, 20001, "Status can only be set to 'canceled'");
-			goto done;
+			return;
 		}
 		if (body && body->vlen > 0)
 		{
 			reply_error(r, 400, 20001, "Body can only be redacted (set to an empty string)");
-			goto done;
+			return;
 		}
 	}
 
-	buf_grow(&r->body, 2048);
 	pthread_mutex_lock(&store_lock);
 	m = store_find(sid, sid_len);
 	if (m == NULL || m->deleted)
 	{
 		pthread_mutex_unlock(&store_lock);
 		not_found(req, r);
-		goto done;
+		return;
 	}
 	message_view(m, now_us(), false, &v);
 	if (is_delete)
@@ -670,13 +711,13 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 		{
 			pthread_mutex_unlock(&store_lock);
 			reply_error(r, 400, 20009, "Cannot delete this resource before it is complete");
-			goto done;
+			return;
 		}
 		m->deleted = true;
 		store_changed(m);
 		pthread_mutex_unlock(&store_lock);
 		r->status = 204;
-		goto done;
+		return;
 	}
 	if (status)
 	{
@@ -690,7 +731,7 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 		{
 			pthread_mutex_unlock(&store_lock);
 			reply_error(r, 400, 30409, "This message cannot be canceled");
-			goto done;
+			return;
 		}
 		m->canceled_us = now_us();
 		callback_canceled(m);
@@ -705,11 +746,10 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 		message_view(m, now_us(), false, &v);
 		store_changed(m);
 	}
+	buf_grow(&r->body, 1024 + m->body_len);
 	message_json(&r->body, m, &v);
 	pthread_mutex_unlock(&store_lock);
 	r->status = 200;
-done:
-	form_free(&f);
 }
 
 /* A media URL's type, from its extension, as Twilio would have fetched it. */
@@ -740,31 +780,24 @@ media_sid(char *out, const Message *m, int i)
 	snprintf(out, 35, "ME%.16s%016x", m->sid + 2, (unsigned) i + 1);
 }
 
-static void
-media_json(Buf *b, const Message *m, int i)
+static json_t *
+media_json(const Message *m, int i)
 {
+	json_t	   *o = json_object();
 	char		sid[35];
+	char		tail[48];
+	char		path[PATH_LEN];
 
 	media_sid(sid, m, i);
-	buf_puts(b, "{\"account_sid\": ");
-	json_cstr(b, cfg.account_sid);
-	buf_puts(b, ", \"content_type\": ");
-	json_cstr(b, media_type(m->media[i]));
-	buf_puts(b, ", \"date_created\": ");
-	json_date(b, m->created_us);
-	buf_puts(b, ", \"date_updated\": ");
-	json_date(b, m->created_us);
-	buf_puts(b, ", \"parent_sid\": ");
-	json_cstr(b, m->sid);
-	buf_puts(b, ", \"sid\": ");
-	json_cstr(b, sid);
-	buf_puts(b, ", \"uri\": \"" API_PREFIX);
-	buf_puts(b, cfg.account_sid);
-	buf_puts(b, "/Messages/");
-	buf_puts(b, m->sid);
-	buf_puts(b, "/Media/");
-	buf_puts(b, sid);
-	buf_puts(b, ".json\"}");
+	snprintf(tail, sizeof(tail), "/Media/%s.json", sid);
+	jv_set(o, "account_sid", jv_text(cfg.account_sid));
+	jv_set(o, "content_type", jv_ascii(media_type(m->media[i])));
+	jv_set(o, "date_created", jv_date(m->created_us));
+	jv_set(o, "date_updated", jv_date(m->created_us));
+	jv_set(o, "parent_sid", jv_ascii(m->sid));
+	jv_set(o, "sid", jv_ascii(sid));
+	jv_set(o, "uri", jv_text(message_path(path, m->sid, tail)));
+	return o;
 }
 
 /*
@@ -779,6 +812,8 @@ media_request(const ApiRequest *req, const char *sid, size_t sid_len,
 	Message    *m;
 	bool		list = strcmp(media, "Media.json") == 0 || strcmp(media, "Media") == 0;
 	bool		is_delete = strcmp(req->method, "DELETE") == 0;
+	bool		found = false;
+	json_t	   *reply = NULL;
 
 	if (strcmp(req->method, "GET") != 0 && !(is_delete && !list))
 	{
@@ -795,33 +830,32 @@ media_request(const ApiRequest *req, const char *sid, size_t sid_len,
 	}
 	if (list)
 	{
-		int			n = 0;
+		json_t	   *items = json_array();
+		Buf			uri = {0};
 
-		buf_puts(&r->body, "{\"media_list\": [");
 		for (int i = 0; i < m->num_media; i++)
-		{
-			if (m->media_deleted[i])
-				continue;
-			if (n++ > 0)
-				buf_puts(&r->body, ", ");
-			media_json(&r->body, m, i);
-		}
-		buf_puts(&r->body, "], \"end\": ");
-		buf_put_int(&r->body, n > 0 ? n - 1 : 0);
-		buf_puts(&r->body, ", \"first_page_uri\": \"");
-		buf_puts(&r->body, req->path);
-		buf_puts(&r->body, "?PageSize=50&Page=0\", \"next_page_uri\": null, \"page\": 0,"
-				 " \"page_size\": 50, \"previous_page_uri\": null, \"start\": 0, \"uri\": \"");
-		buf_puts(&r->body, req->path);
-		buf_puts(&r->body, "?PageSize=50&Page=0\"}");
-		r->status = 200;
+			if (!m->media_deleted[i])
+				json_array_append_new(items, media_json(m, i));
+		buf_printf(&uri, "%s?PageSize=50&Page=0", req->path);
+		reply = json_object();
+		jv_set(reply, "media_list", items);
+		jv_set(reply, "end", json_integer(json_array_size(items) > 0 ?
+										  (json_int_t) json_array_size(items) - 1 : 0));
+		jv_set(reply, "first_page_uri", jv_bytes(uri.data, uri.len));
+		jv_set(reply, "next_page_uri", json_null());
+		jv_set(reply, "page", json_integer(0));
+		jv_set(reply, "page_size", json_integer(50));
+		jv_set(reply, "previous_page_uri", json_null());
+		jv_set(reply, "start", json_integer(0));
+		jv_set(reply, "uri", jv_bytes(uri.data, uri.len));
+		buf_free(&uri);
+		found = true;
 	}
 	else
 	{
 		size_t		len = strcspn(media + 6, ".");
 
-		r->status = 404;
-		for (int i = 0; i < m->num_media; i++)
+		for (int i = 0; i < m->num_media && !found; i++)
 		{
 			char		me[35];
 
@@ -829,6 +863,7 @@ media_request(const ApiRequest *req, const char *sid, size_t sid_len,
 			if (m->media_deleted[i] || strncmp(media, "Media/", 6) != 0 ||
 				len != 34 || strncmp(media + 6, me, 34) != 0)
 				continue;
+			found = true;
 			if (is_delete)
 			{
 				/*
@@ -838,18 +873,24 @@ media_request(const ApiRequest *req, const char *sid, size_t sid_len,
 				 */
 				m->media_deleted[i] = true;
 				store_changed(m);
-				r->status = 204;
 			}
 			else
-			{
-				media_json(&r->body, m, i);
-				r->status = 200;
-			}
+				reply = media_json(m, i);
 		}
 	}
 	pthread_mutex_unlock(&store_lock);
-	if (r->status == 404)
+	if (!found)
+	{
 		not_found(req, r);
+		return;
+	}
+	if (reply == NULL)
+	{
+		r->status = 204;
+		return;
+	}
+	buf_json(&r->body, reply);
+	r->status = 200;
 }
 
 /*
