@@ -42,7 +42,7 @@ my $open_thread = sub {
 			$browser->js(q{const b = document.querySelector(`#conversations button[data-number="${arguments[0]}"]`);
 				return !!b && b.classList.contains('active')}, $number);
 		},
-		"$number's thread is shown");
+		"the thread of $number is shown");
 };
 $node->safe_psql('postgres', "SELECT sms_send('+15558675310', '$from', 'Your code is 4821')");
 wait_until(sub { grep { $_ eq 'Your code is 4821' } @{ $bubbles->() } },
