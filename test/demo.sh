@@ -1,7 +1,10 @@
 #!/bin/bash
 # make demo: a throwaway cluster and the Twilio emulator; messages sent from
 # sms_send(), a trigger and a plain INSERT; the rows printed with the SID and
-# status the emulator gave them.  Runs as an unprivileged user in $1.
+# status the emulator gave them, and the address of the emulator's inbox
+# page.  With DEMO_KEEP=1 (make demo DEMO_KEEP=1) the cluster and the
+# emulator stay up until interrupted, for a look at the page.  Runs as an
+# unprivileged user in $1.
 set -euo pipefail
 
 root=${1:?usage: demo.sh SCRATCH_DIR}
@@ -22,7 +25,7 @@ for _ in $(seq 1 50); do
 	sleep 0.1
 done
 url=$(sed -n 's/.*listening on \([0-9.:]*\) (\(http\)).*/\2:\/\/\1/p' emulator.out)
-echo "== Twilio emulator listening at $url"
+echo "== Twilio emulator listening at $url; its inbox page: $url/"
 
 initdb -D "$data" -A trust --encoding=UTF8 --locale=C >/dev/null
 cat >> "$data/postgresql.conf" <<CONF
@@ -41,4 +44,9 @@ echo "== PostgreSQL started in $data (log: $root/server.log)"
 export PGHOST="$root" PGDATABASE=postgres
 psql -X -q -v ON_ERROR_STOP=1 -f demo.sql
 
+if [ "${DEMO_KEEP:-}" = 1 ]; then
+	echo "== the inbox page: $url/ (from this machine); psql: psql -h $root postgres"
+	echo "== kept running: Ctrl-C stops the cluster and the emulator"
+	wait "$emulator_pid" || true
+fi
 echo "== the cluster and the emulator stop now; $root can be removed"

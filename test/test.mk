@@ -21,8 +21,8 @@ PGXS_SRC := $(abspath $(dir $(PGXS))/../..)
 PG_REGRESS_BIN := $(PGXS_SRC)/src/test/regress/pg_regress
 PG_PERL_LIB := $(PGXS_SRC)/src/test/perl
 
-DEB_PACKAGES = build-essential postgresql-$(PG_MAJOR) postgresql-server-dev-$(PG_MAJOR) \
-	libcurl4-openssl-dev libmicrohttpd-dev nettle-dev libipc-run-perl curl openssl \
+DEB_PACKAGES = chromium chromium-driver build-essential postgresql-$(PG_MAJOR) postgresql-server-dev-$(PG_MAJOR) \
+	libcurl4-openssl-dev libmicrohttpd-dev nettle-dev libjansson-dev libipc-run-perl curl openssl \
 	pkg-config clang libclang-rt-dev
 
 IS_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo yes)
@@ -34,7 +34,7 @@ endif
 
 EMULATOR = test/emulator/twilio-emulator
 
-.PHONY: deps emulator prism-deps warnings test test-suite test-matrix demo-run bench-run test-regress test-tap demo bench fuzz fuzz-build ha-deps test-ha test-ha-run
+.PHONY: install-emulator uninstall-emulator deps emulator npm-deps prism-deps sdk-deps warnings test test-suite test-matrix demo-run bench-run test-regress test-tap demo bench fuzz fuzz-build ha-deps test-ha test-ha-run
 
 # The reply parser under libFuzzer, AddressSanitizer and UBSan, built as a
 # frontend program against PostgreSQL's own JSON parser (libpgcommon).
@@ -94,14 +94,37 @@ endif
 emulator:
 	$(MAKE) -C test/emulator
 
-# Prism, pinned in test/prism/package-lock.json (npm from Debian if absent);
-# installed again only when the lock file changes
-PRISM_STAMP = test/prism/node_modules/.package-lock.json
-prism-deps: $(PRISM_STAMP)
-$(PRISM_STAMP): test/prism/package-lock.json
+# make install also puts the emulator on the PATH as sms-emulator, for
+# local development (README, "Local development"): into /usr/local/bin,
+# since PGXS's bindir is not on a Debian user's PATH.  It needs
+# libmicrohttpd-dev, nettle-dev and libjansson-dev (make deps); without
+# them the extension installs alone, and says so.
+EMULATOR_BINDIR ?= /usr/local/bin
+install: install-emulator
+install-emulator:
+	@if pkg-config --exists libmicrohttpd nettle jansson 2>/dev/null; then \
+		$(MAKE) -s -C test/emulator && \
+		install -d '$(DESTDIR)$(EMULATOR_BINDIR)' && \
+		install -m 755 $(EMULATOR) '$(DESTDIR)$(EMULATOR_BINDIR)/sms-emulator'; \
+	else \
+		echo "sms: sms-emulator not installed: libmicrohttpd-dev, nettle-dev or libjansson-dev is missing (make deps installs them)"; \
+	fi
+uninstall: uninstall-emulator
+uninstall-emulator:
+	rm -f '$(DESTDIR)$(EMULATOR_BINDIR)/sms-emulator'
+
+# npm packages, each directory's pinned in its package-lock.json (npm from
+# Debian if absent), installed again only when that lock file changes:
+# Prism (test/prism, 090_prism.pl) and Twilio's Node.js SDK (test/sdk,
+# 027_twilio_sdk.pl)
+NPM_DIRS = test/prism test/sdk
+npm-deps: $(NPM_DIRS:%=%/node_modules/.package-lock.json)
+prism-deps: test/prism/node_modules/.package-lock.json
+sdk-deps: test/sdk/node_modules/.package-lock.json
+%/node_modules/.package-lock.json: %/package-lock.json
 	@command -v npm >/dev/null || { [ "$(IS_ROOT)" = yes ] && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
-	cd test/prism && npm ci --no-audit --no-fund --loglevel=error
+	cd $* && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # A scratch directory the test user owns, holding a copy of the tests.
@@ -126,16 +149,20 @@ test: deps
 	$(MAKE) install
 	$(MAKE) emulator
 	$(MAKE) -C test/emulator check-segments check-signature
-	$(MAKE) prism-deps
+	$(MAKE) npm-deps
 	$(MAKE) fuzz FUZZ_SECONDS=10
 	$(MAKE) test-suite
 
 test-suite:
 	@root="$(TEST_ROOT)"; \
-	tar --exclude=test/prism/node_modules -cf - sql expected test README.md src/outcome.c src/job.h | tar -C "$$root" -xf -; \
+	tar --exclude=test/prism/node_modules --exclude=test/sdk/node_modules \
+		-cf - sql expected test README.md src/outcome.c src/job.h | tar -C "$$root" -xf -; \
 	prism="$(CURDIR)/test/prism"; \
 	if ! $(RUN_AS_TEST_USER) test -r "$$prism/node_modules/.package-lock.json"; then \
 		cp -r test/prism/node_modules "$$root/test/prism/"; prism="$$root/test/prism"; fi; \
+	sdk="$(CURDIR)/test/sdk"; \
+	if ! $(RUN_AS_TEST_USER) test -r "$$sdk/node_modules/.package-lock.json"; then \
+		cp -r test/sdk/node_modules "$$root/test/sdk/"; sdk="$$root/test/sdk"; fi; \
 	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
 	echo "== pg_regress (temporary instance) in $$root"; \
 	cd "$$root" && $(RUN_AS_TEST_USER) $(PG_REGRESS_BIN) \
@@ -154,9 +181,13 @@ test-suite:
 		PG_REGRESS="$(PG_REGRESS_BIN)" \
 		SMS_EMULATOR="$$root/$(EMULATOR)" \
 		SMS_PRISM_DIR="$$prism" \
+		SMS_SDK_DIR="$$sdk" \
 		prove -I "$(PG_PERL_LIB)" -I test/perl $(PROVE_FLAGS) $(or $(TESTS),test/t/*.pl) \
 		|| { tail -n 60 "$$root"/tmp_check/log/regress_log_* 2>/dev/null | tail -n 200; \
 			echo "test files and logs kept in $$root"; exit 1; }; \
+	if [ -f "$$root/tmp_check/log/inbox.png" ]; then \
+		mkdir -p "$(CURDIR)/tmp_check/log" && cp "$$root/tmp_check/log/inbox.png" "$(CURDIR)/tmp_check/log/" && \
+		echo "== the inbox page as 026 left it (Chromium's screenshot): $(CURDIR)/tmp_check/log/inbox.png"; fi; \
 	rm -rf "$$root"
 
 demo: deps
@@ -170,7 +201,7 @@ demo-run:
 	cp test/demo.sh test/demo.sql "$$root/"; cp $(EMULATOR) "$$root/"; \
 	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
 	cd "$$root" && $(RUN_AS_TEST_USER) env PATH="$(PG_BINDIR):$$PATH" \
-		bash ./demo.sh "$$root"
+		DEMO_KEEP="$(DEMO_KEEP)" bash ./demo.sh "$$root"
 
 bench: deps
 	$(MAKE) all
@@ -182,9 +213,10 @@ bench-run:
 	@for tool in wrk valgrind; do command -v $$tool >/dev/null || { [ "$(IS_ROOT)" = yes ] && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$tool >/dev/null; }; done
 	@root="$(TEST_ROOT)"; \
-	tar --exclude=test/prism/node_modules -cf - test | tar -C "$$root" -xf -; \
+	tar --exclude=test/prism/node_modules --exclude=test/sdk/node_modules -cf - test | tar -C "$$root" -xf -; \
 	if [ "$(IS_ROOT)" = yes ]; then chown -R $(TEST_USER) "$$root"; fi; \
 	cd "$$root" && $(RUN_AS_TEST_USER) env PATH="$(PG_BINDIR):$$PATH" \
+		PG_PERL_LIB="$(PG_PERL_LIB)" BENCH_ONLY="$(BENCH_ONLY)" \
 		bash test/bench/run.sh "$$root" && rm -rf "$$root"
 
 # make test-ha: the extension under the HA manager Patroni (Debian's

@@ -28,7 +28,9 @@
 # header's output says so): they measure sending alone, as their figures
 # were measured before version 1.1.  BENCH_ONLY=status runs the set-up and
 # that section only (about 2 minutes), for working on it:
-# BENCH_ONLY=status make bench-run.
+# BENCH_ONLY=status make bench-run.  The last section, the inbox page's
+# cost to the emulator (no cluster: BENCH_ONLY=inbox, about 1 minute),
+# needs chromium and chromium-driver.
 set -euo pipefail
 
 root=${1:?usage: run.sh SCRATCH_DIR}
@@ -54,8 +56,8 @@ WORKERS=${BENCH_WORKERS:-2}
 N_STATUS=${BENCH_N_STATUS:-30000}
 BENCH_ONLY=${BENCH_ONLY:-}
 case "$BENCH_ONLY" in
-'' | status) ;;
-*) echo "run.sh: BENCH_ONLY=$BENCH_ONLY: only status runs alone" >&2; exit 2 ;;
+'' | status | inbox) ;;
+*) echo "run.sh: BENCH_ONLY=$BENCH_ONLY: only status or inbox runs alone" >&2; exit 2 ;;
 esac
 
 emulator_pid=
@@ -207,6 +209,28 @@ worker_mem()
 
 say "== sms benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
 say "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+
+# ---------------------------------------------------------------- inbox page
+# The emulator alone (issue 14): wrk's create rate with no page, with the
+# page's event stream alone, and with the page open in headless Chromium,
+# side by side in pairs (test/bench/inbox_page.pl).  No cluster.
+inbox_section()
+{
+	say ""
+	say "== inbox page: the emulator's create rate with the page open (headless Chromium), against without, in pairs"
+	if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+		say "  skipped: chromium and chromium-driver are not installed (make deps installs them)"
+		return
+	fi
+	SMS_EMULATOR="$emulator_bin" TESTLOGDIR="$root/tmp_check/log" \
+		perl -I "$root/test/perl" -I "${PG_PERL_LIB:?}" "$bench/inbox_page.pl" "${BENCH_INBOX_PAIRS:-5}"
+}
+if [ "$BENCH_ONLY" = inbox ]; then
+	inbox_section
+	say ""
+	say "== done (BENCH_ONLY=inbox: the other sections skipped)"
+	exit 0
+fi
 say "server measured: test/emulator/twilio-emulator (libmicrohttpd, 2 threads) on 127.0.0.1"
 
 gcc -O2 -o "$bench/benchclient" "$bench/benchclient.c" \
@@ -659,6 +683,8 @@ if command -v valgrind >/dev/null; then
 	send_i=$(insns_per_xact send)
 	say "  plain INSERT $ins_i, sms_send() $send_i: INSERT/sms_send $(awk -v a="$ins_i" -v b="$send_i" 'BEGIN {printf "%.2f", a / b}')"
 fi
+
+inbox_section
 
 say ""
 say "== done"

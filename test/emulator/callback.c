@@ -9,8 +9,11 @@
  *	  scheduler thread keeps a min-heap of the next due step of each
  *	  message that has a callback URL, on the progression clock, and
  *	  sleeps until the earliest; while the clock is frozen it sends what
- *	  fell due before the freeze and then sleeps until it thaws.  Messages without a callback URL never enter the heap, so
- *	  a benchmark that passes none pays nothing here.
+ *	  fell due before the freeze and then sleeps until it thaws.  While an
+ *	  inbox page is open (events.c), each new message's steps enter the heap
+ *	  as well, so the page is told of each status as it begins.  Messages
+ *	  without a callback URL created while no page is open never enter the
+ *	  heap, so a benchmark that passes none pays nothing here.
  *
  *	  A due step becomes a CallbackJob: the parameters Twilio sends,
  *	  form-encoded, and their X-Twilio-Signature, signed with the account's
@@ -47,6 +50,8 @@ typedef struct Due
 	int64_t		due_v;			/* on the progression clock */
 	int64_t		serial;			/* the message */
 	int			step;			/* the plan step that becomes due */
+	bool		page;			/* for the inbox page (events.c), not a
+								 * callback */
 } Due;
 
 static Due *heap;
@@ -182,13 +187,14 @@ heap_pop(void)
 }
 
 static void
-file_step(const Message *m, int step)
+file_step(const Message *m, int step, bool page)
 {
 	Due			d;
 
 	d.due_v = m->created_v + (int64_t) m->plan.at_ms[step] * 1000;
 	d.serial = m->serial;
 	d.step = step;
+	d.page = page;
 	heap_push(d);
 }
 
@@ -202,11 +208,16 @@ callback_schedule(Message *m)
 {
 	const Plan *p = &m->plan;
 
-	if (m->callback_url == NULL || p->nsteps < 2)
+	if (p->nsteps < 2)
+		return;
+	/* an open inbox page is told each change as it happens */
+	if (events_listening())
+		file_step(m, 1, true);
+	if (m->callback_url == NULL)
 		return;
 	m->cb_order = (uint8_t) atomic_load(&cfg.callback_order);
 	m->cb_next = 1;
-	file_step(m, m->cb_order == ORDER_INORDER ? 1 : p->nsteps - 1);
+	file_step(m, m->cb_order == ORDER_INORDER ? 1 : p->nsteps - 1, false);
 }
 
 void
@@ -236,13 +247,9 @@ callback_scheduled(void)
 /* ---------------------------------------------------------------------- */
 
 static void
-param(FormField *f, int *n, const char *key, const char *val)
+param(FormBuilder *fb, const char *key, const char *val)
 {
-	f[*n].key = key;
-	f[*n].klen = strlen(key);
-	f[*n].val = val;
-	f[*n].vlen = strlen(val);
-	(*n)++;
+	form_add(fb, key, strlen(key), val, strlen(val));
 }
 
 /* Twilio's RawDlrDoneDate: the carrier's receipt time, YYMMDDhhmm (UTC). */
@@ -267,9 +274,7 @@ build_job(const Message *m, int status, int64_t t_us, int error_code,
 		  const char *token)
 {
 	CallbackJob *j = calloc(1, sizeof(CallbackJob));
-	FormField	f[12];
-	int			n = 0,
-				i;
+	FormBuilder fb;
 	char		code[16];
 	char		dlr[64];
 	Buf			body = {0};
@@ -277,38 +282,34 @@ build_job(const Message *m, int status, int64_t t_us, int error_code,
 
 	if (j == NULL)
 		abort();
-	param(f, &n, "MessageSid", m->sid);
-	param(f, &n, "MessageStatus", name);
-	param(f, &n, "SmsSid", m->sid);
-	param(f, &n, "SmsStatus", name);
-	param(f, &n, "To", m->to);
+	form_begin(&fb);
+	param(&fb, "MessageSid", m->sid);
+	param(&fb, "MessageStatus", name);
+	param(&fb, "SmsSid", m->sid);
+	param(&fb, "SmsStatus", name);
+	param(&fb, "To", m->to);
 	if (m->from)
-		param(f, &n, "From", m->from);
+		param(&fb, "From", m->from);
 	if (m->service_sid)
-		param(f, &n, "MessagingServiceSid", m->service_sid);
-	param(f, &n, "AccountSid", cfg.account_sid);
-	param(f, &n, "ApiVersion", "2010-04-01");
+		param(&fb, "MessagingServiceSid", m->service_sid);
+	param(&fb, "AccountSid", cfg.account_sid);
+	param(&fb, "ApiVersion", "2010-04-01");
 	if (error_code)
 	{
 		snprintf(code, sizeof(code), "%d", error_code);
-		param(f, &n, "ErrorCode", code);
+		param(&fb, "ErrorCode", code);
 	}
 	if (status == ST_DELIVERED || status == ST_UNDELIVERED)
 	{
 		dlr_date(dlr, sizeof(dlr), t_us);
-		param(f, &n, "RawDlrDoneDate", dlr);
+		param(&fb, "RawDlrDoneDate", dlr);
 	}
+	form_finish(&fb, &j->params);
 
 	buf_grow(&body, 512);
-	for (i = 0; i < n; i++)
-	{
-		if (i > 0)
-			buf_putc(&body, '&');
-		url_encode(&body, f[i].key, f[i].klen);
-		buf_putc(&body, '=');
-		url_encode(&body, f[i].val, f[i].vlen);
-	}
-	twilio_signature(token, strlen(token), m->callback_url, f, n, j->signature);
+	form_encode(&body, &j->params);
+	twilio_signature(token, strlen(token), m->callback_url, j->params.f,
+					 j->params.n, j->signature);
 
 	j->seq = callback_next_seq();
 	j->t_us = t_us;
@@ -464,9 +465,16 @@ sched_main(void *arg)
 		/* deleted or canceled messages move on no further */
 		if (m == NULL || m->deleted || m->canceled_us)
 			continue;
+		if (d.page)
+		{
+			events_publish_message(m->serial);
+			if (d.step + 1 < m->plan.nsteps)
+				file_step(m, d.step + 1, true);
+			continue;
+		}
 		emit(m, d.step, false);
 		if (m->cb_order == ORDER_INORDER && d.step + 1 < m->plan.nsteps)
-			file_step(m, d.step + 1);
+			file_step(m, d.step + 1, false);
 	}
 	pthread_mutex_unlock(&store_lock);
 	return NULL;

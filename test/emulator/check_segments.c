@@ -200,7 +200,7 @@ repeat(size_t at, const char *text, int times)
 static void
 expect(const char *what, size_t len, int expected)
 {
-	int			got = body_segments(buf, len);
+	int			got = body_segments(buf, len, NULL);
 
 	checks++;
 	if (got != expected)

@@ -13,31 +13,48 @@
  */
 #include "emulator.h"
 
+#include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct Params
 {
-	Form		body;
-	Form		query;
+	const Form *body;
+	const Form *query;
 } Params;
 
 static const FormField *
 param(const Params *p, const char *key)
 {
-	const FormField *f = form_get(&p->body, key);
+	const FormField *f = form_get(p->body, key);
 
-	return f ? f : form_get(&p->query, key);
+	return f ? f : form_get(p->query, key);
+}
+
+/* Control replies end with a newline, for people reading them in a shell. */
+static void
+answer(Reply *r, int status, json_t *value)
+{
+	r->status = status;
+	r->body.len = 0;
+	buf_json(&r->body, value);
+	buf_putc(&r->body, '\n');
+}
+
+/* A list of rules, one per line (buf_json_lines) */
+static void
+lines(Reply *r, json_t *array)
+{
+	r->status = 200;
+	buf_json_lines(&r->body, array);
+	buf_putc(&r->body, '\n');
 }
 
 static void
 control_error(Reply *r, int status, const char *message)
 {
-	r->status = status;
-	r->body.len = 0;
-	buf_puts(&r->body, "{\"error\": ");
-	json_cstr(&r->body, message);
-	buf_puts(&r->body, "}\n");
+	answer(r, status, json_pack("{s:o}", "error", jv_text(message)));
 }
 
 /* An integer parameter within [min, max]; false (and a 400) if malformed. */
@@ -90,15 +107,13 @@ add_fault(const Params *p, Reply *r)
 	if (!cfg.quiet)
 		fprintf(stderr, "twilio-emulator: fault rule %d: %s\n", id,
 				fault_name(action));
-	r->status = 200;
-	buf_puts(&r->body, "{\"id\": ");
-	buf_put_int(&r->body, id);
-	buf_puts(&r->body, "}\n");
+	answer(r, 200, json_pack("{s:i}", "id", id));
 }
 
-static void
-config_json(Buf *b)
+static json_t *
+config_json(void)
 {
+	json_t	   *o = json_object();
 	bool		frozen;
 
 	pthread_mutex_lock(&store_lock);
@@ -106,40 +121,30 @@ config_json(Buf *b)
 	pthread_mutex_unlock(&store_lock);
 
 	pthread_mutex_lock(&cfg.lock);
-	buf_puts(b, "{\"account_sid\": ");
-	json_cstr(b, cfg.account_sid);
-	buf_puts(b, ", \"auth_token\": ");
-	json_cstr(b, cfg.auth_token);
-	buf_puts(b, ", \"api_key_sid\": ");
-	json_cstr(b, cfg.api_key_sid);
-	buf_puts(b, ", \"callback_token\": ");
-	json_cstr(b, cfg.callback_token);
-	buf_puts(b, ", \"callback_ca_file\": ");
-	json_cstr(b, cfg.callback_ca_file);
+	jv_set(o, "account_sid", jv_text(cfg.account_sid));
+	jv_set(o, "check_credentials", json_boolean(cfg.check_credentials));
+	jv_set(o, "auth_token", jv_text(cfg.auth_token));
+	jv_set(o, "api_key_sid", jv_text(cfg.api_key_sid));
+	jv_set(o, "callback_token", jv_text(cfg.callback_token));
+	jv_set(o, "callback_ca_file", jv_text(cfg.callback_ca_file));
 	pthread_mutex_unlock(&cfg.lock);
-	buf_puts(b, ", \"delay_ms\": ");
-	buf_put_int(b, atomic_load(&cfg.delay_ms));
+	jv_set(o, "delay_ms", json_integer(atomic_load(&cfg.delay_ms)));
 	/* the old single knob, as far as it still describes things */
-	buf_puts(b, ", \"progress_ms\": ");
-	buf_put_int(b, frozen ? -1 :
-				atomic_load(&cfg.queued_ms) + atomic_load(&cfg.sending_ms));
-	buf_puts(b, ", \"accepted_ms\": ");
-	buf_put_int(b, atomic_load(&cfg.accepted_ms));
-	buf_puts(b, ", \"queued_ms\": ");
-	buf_put_int(b, atomic_load(&cfg.queued_ms));
-	buf_puts(b, ", \"sending_ms\": ");
-	buf_put_int(b, atomic_load(&cfg.sending_ms));
-	buf_puts(b, ", \"sent_ms\": ");
-	buf_put_int(b, atomic_load(&cfg.sent_ms));
-	buf_puts(b, ", \"frozen\": ");
-	buf_puts(b, frozen ? "true" : "false");
-	buf_puts(b, ", \"callback_order\": ");
-	json_cstr(b, callback_order_name(atomic_load(&cfg.callback_order)));
-	buf_puts(b, ", \"callback_drop_percent\": ");
-	buf_put_int(b, atomic_load(&cfg.callback_drop_percent));
-	buf_puts(b, ", \"callback_timeout_ms\": ");
-	buf_put_int(b, atomic_load(&cfg.callback_timeout_ms));
-	buf_puts(b, "}\n");
+	jv_set(o, "progress_ms", json_integer(frozen ? -1 :
+										  atomic_load(&cfg.queued_ms) +
+										  atomic_load(&cfg.sending_ms)));
+	jv_set(o, "accepted_ms", json_integer(atomic_load(&cfg.accepted_ms)));
+	jv_set(o, "queued_ms", json_integer(atomic_load(&cfg.queued_ms)));
+	jv_set(o, "sending_ms", json_integer(atomic_load(&cfg.sending_ms)));
+	jv_set(o, "sent_ms", json_integer(atomic_load(&cfg.sent_ms)));
+	jv_set(o, "frozen", json_boolean(frozen));
+	jv_set(o, "callback_order",
+		   jv_ascii(callback_order_name(atomic_load(&cfg.callback_order))));
+	jv_set(o, "callback_drop_percent",
+		   json_integer(atomic_load(&cfg.callback_drop_percent)));
+	jv_set(o, "callback_timeout_ms",
+		   json_integer(atomic_load(&cfg.callback_timeout_ms)));
+	return o;
 }
 
 /* 1/0 or true/false; false (and a 400) if malformed. */
@@ -183,7 +188,8 @@ set_config(const Params *p, Reply *r)
 				drop = -1,
 				timeout_ms = -1;
 	int			frozen = -1,
-				order = -1;
+				order = -1,
+				check = -1;
 
 	if (!int_param(p, "delay_ms", 0, 3600000, &delay_ms, r) ||
 		!int_param(p, "progress_ms", -1, 86400000, &progress_ms, r) ||
@@ -193,7 +199,8 @@ set_config(const Params *p, Reply *r)
 		!int_param(p, "sent_ms", 0, 86400000, &sent_ms, r) ||
 		!int_param(p, "callback_drop_percent", 0, 100, &drop, r) ||
 		!int_param(p, "callback_timeout_ms", 1, 600000, &timeout_ms, r) ||
-		!bool_param(p, "frozen", &frozen, r))
+		!bool_param(p, "frozen", &frozen, r) ||
+		!bool_param(p, "check_credentials", &check, r))
 		return;
 	if (token && token->vlen == 0)
 	{
@@ -206,6 +213,11 @@ set_config(const Params *p, Reply *r)
 		return;
 	}
 	pthread_mutex_lock(&cfg.lock);
+	/* credentials set here are checked from now on */
+	if (token || key_sid)
+		cfg.check_credentials = true;
+	if (check >= 0)
+		cfg.check_credentials = (check == 1);
 	if (token)
 		config_set_str(&cfg.auth_token, token->val, token->vlen);
 	/* an empty api_key_sid removes the API key */
@@ -255,8 +267,7 @@ set_config(const Params *p, Reply *r)
 		clock_set_frozen(frozen == 1);
 	if (!cfg.quiet)
 		fprintf(stderr, "twilio-emulator: config changed\n");
-	r->status = 200;
-	config_json(&r->body);
+	answer(r, 200, config_json());
 }
 
 static void
@@ -294,122 +305,52 @@ add_outcome(const Params *p, Reply *r)
 	if (!cfg.quiet)
 		fprintf(stderr, "twilio-emulator: outcome rule %d: %s\n", id,
 				status_name(status));
-	r->status = 200;
-	buf_puts(&r->body, "{\"id\": ");
-	buf_put_int(&r->body, id);
-	buf_puts(&r->body, "}\n");
+	answer(r, 200, json_pack("{s:i}", "id", id));
 }
 
-static void
-messages_json(Buf *b)
+/*
+ * A text parameter as a C string (lower-cased for a search); NULL when
+ * absent.  Freed by the caller.
+ */
+static char *
+text_param(const Params *p, const char *key, bool lower)
 {
-	size_t		i,
-				j,
-				n;
-	int64_t		now = now_us();
-	MsgView		v;
+	const FormField *f = param(p, key);
+	char	   *s;
 
-	pthread_mutex_lock(&store_lock);
-	n = store_count();
-	buf_grow(b, n * 300 + 4);
-	buf_putc(b, '[');
-	for (i = 0; i < n; i++)
-	{
-		const Message *m = store_at(i);
-
-		if (i > 0)
-			buf_puts(b, ",\n");
-		buf_puts(b, "{\"sid\": \"");
-		buf_puts(b, m->sid);
-		buf_puts(b, "\", \"to\": ");
-		json_cstr(b, m->to);
-		buf_puts(b, ", \"from\": ");
-		json_cstr(b, m->from);
-		buf_puts(b, ", \"messaging_service_sid\": ");
-		json_cstr(b, m->service_sid);
-		buf_puts(b, ", \"body\": ");
-		json_str(b, m->body, m->body_len);
-		buf_puts(b, ", \"media_urls\": [");
-		for (j = 0; j < (size_t) m->num_media; j++)
-		{
-			if (j > 0)
-				buf_puts(b, ", ");
-			json_cstr(b, m->media[j]);
-		}
-		buf_puts(b, "], \"status\": \"");
-		/* the same lazy progression a fetch would show */
-		message_view(m, now, false, &v);
-		buf_puts(b, v.status);
-		buf_puts(b, "\", \"error_code\": ");
-		if (v.error_code)
-			buf_put_int(b, v.error_code);
-		else
-			buf_puts(b, "null");
-		buf_puts(b, ", \"status_callback\": ");
-		json_cstr(b, m->callback_url);
-		buf_puts(b, ", \"deleted\": ");
-		buf_puts(b, m->deleted ? "true" : "false");
-		buf_puts(b, ", \"num_segments\": ");
-		buf_put_int(b, m->num_segments);
-		buf_puts(b, ", \"date_created\": ");
-		json_date(b, m->created_us);
-		buf_puts(b, ", \"date_sent\": ");
-		json_date(b, v.sent_us);
-		buf_puts(b, ", \"date_updated\": ");
-		json_date(b, v.updated_us);
-		buf_puts(b, ", \"created_us\": ");
-		buf_put_int(b, m->created_us);
-		buf_putc(b, '}');
-	}
-	buf_puts(b, "]\n");
-	pthread_mutex_unlock(&store_lock);
+	if (f == NULL)
+		return NULL;
+	s = strndup(f->val, f->vlen);
+	if (s == NULL)
+		abort();
+	for (char *c = s; lower && *c; c++)
+		*c = (char) tolower((unsigned char) *c);
+	return s;
 }
 
 void
-control_handle(const char *method, const char *path, const char *query,
-			   const char *body, size_t body_len, Reply *r)
+control_handle(const char *method, const char *path, const Form *query,
+			   const Form *form, Reply *r)
 {
-	Params		p;
+	Params		p = {form, query};
 	const char *what = path + strlen("/_emulator/");
 	bool		get = strcmp(method, "GET") == 0;
 	bool		post = strcmp(method, "POST") == 0;
 	bool		del = strcmp(method, "DELETE") == 0;
-
-	form_parse(&p.body, body, body_len);
-	form_parse(&p.query, query, strlen(query));
+	int64_t		since = 0;
 
 	if (strcmp(what, "faults") == 0 && post)
 		add_fault(&p, r);
 	else if (strcmp(what, "faults") == 0 && del)
-	{
-		int			n = fault_clear();
-
-		r->status = 200;
-		buf_puts(&r->body, "{\"cleared\": ");
-		buf_put_int(&r->body, n);
-		buf_puts(&r->body, "}\n");
-	}
+		answer(r, 200, json_pack("{s:i}", "cleared", fault_clear()));
 	else if (strcmp(what, "faults") == 0 && get)
-	{
-		r->status = 200;
-		fault_list_json(&r->body);
-	}
+		lines(r, fault_list_json());
 	else if (strcmp(what, "outcomes") == 0 && post)
 		add_outcome(&p, r);
 	else if (strcmp(what, "outcomes") == 0 && del)
-	{
-		int			n = outcome_clear();
-
-		r->status = 200;
-		buf_puts(&r->body, "{\"cleared\": ");
-		buf_put_int(&r->body, n);
-		buf_puts(&r->body, "}\n");
-	}
+		answer(r, 200, json_pack("{s:i}", "cleared", outcome_clear()));
 	else if (strcmp(what, "outcomes") == 0 && get)
-	{
-		r->status = 200;
-		outcome_list_json(&r->body);
-	}
+		lines(r, outcome_list_json());
 	else if (strcmp(what, "reset") == 0 && post)
 	{
 		fault_clear();
@@ -417,56 +358,57 @@ control_handle(const char *method, const char *path, const char *query,
 		/* the messages, the callbacks still to come and their log */
 		store_reset();
 		log_reset();
+		/* every open page empties too */
+		events_publish_cleared();
 		if (!cfg.quiet)
 			fprintf(stderr, "twilio-emulator: reset\n");
-		r->status = 200;
-		buf_puts(&r->body, "{\"reset\": true}\n");
+		answer(r, 200, json_pack("{s:b}", "reset", 1));
 	}
 	else if (strcmp(what, "config") == 0 && post)
 		set_config(&p, r);
 	else if (strcmp(what, "config") == 0 && get)
-	{
-		r->status = 200;
-		config_json(&r->body);
-	}
+		answer(r, 200, config_json());
 	else if (strcmp(what, "requests") == 0 && get)
 	{
-		int64_t		since = 0;
-
 		if (int_param(&p, "since", INT64_MIN / 2, INT64_MAX / 2, &since, r))
 		{
 			r->status = 200;
 			log_requests_json(&r->body, since);
+			buf_putc(&r->body, '\n');
 		}
 	}
 	else if (strcmp(what, "callbacks") == 0 && get)
 	{
-		int64_t		since = 0;
-
 		if (int_param(&p, "since", INT64_MIN / 2, INT64_MAX / 2, &since, r))
 		{
 			r->status = 200;
 			callbacks_json(&r->body, since);
+			buf_putc(&r->body, '\n');
 		}
 	}
-	else if (strcmp(what, "messages") == 0 && get)
+	else if ((strcmp(what, "messages") == 0 ||
+			  strcmp(what, "conversations") == 0) && get)
 	{
-		r->status = 200;
-		messages_json(&r->body);
+		/* the inbox page's views (inbox.c); no parameter: every message */
+		int64_t		limit = 0;
+		char	   *to = text_param(&p, "to", false);
+		char	   *q = text_param(&p, "q", true);
+
+		if (int_param(&p, "limit", 0, INT64_MAX / 2, &limit, r))
+		{
+			r->status = 200;
+			if (what[0] == 'm')
+				inbox_messages_json(&r->body, to, q, limit);
+			else
+				inbox_conversations_json(&r->body, q, limit);
+		}
+		free(to);
+		free(q);
 	}
 	else if (strcmp(what, "summary") == 0 && get)
-	{
-		r->status = 200;
-		log_summary_json(&r->body);
-	}
+		answer(r, 200, log_summary_json());
 	else if (strcmp(what, "health") == 0 && get)
-	{
-		r->status = 200;
-		buf_puts(&r->body, "{\"ok\": true}\n");
-	}
+		answer(r, 200, json_pack("{s:b}", "ok", 1));
 	else
 		control_error(r, 404, "no such control endpoint or method");
-
-	form_free(&p.body);
-	form_free(&p.query);
 }

@@ -7,10 +7,12 @@
  *	  running its own epoll loop.  Each request gets a small context from
  *	  the URI callback (which sees the raw URI, query included, and stamps
  *	  the arrival time), collects its body, and is answered from the final
- *	  access-handler call.  Delayed replies are prepared at once and sent
- *	  from a suspended connection later (delay.c), so a delay never blocks
- *	  a server thread.  Two more threads serve status callbacks: one
- *	  decides when they are due (callback.c), one sends them (sender.c).
+ *	  access-handler call, where libmicrohttpd parses the body and the
+ *	  query string into forms (form.c).  Delayed replies are prepared at
+ *	  once and sent from a suspended connection later (delay.c), so a
+ *	  delay never blocks a server thread.  Two more threads serve status
+ *	  callbacks: one decides when they are due (callback.c), one sends
+ *	  them (sender.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -45,7 +47,10 @@ typedef struct Req
 	bool		prepared;		/* reply ready, connection was suspended */
 	bool		drop;
 	unsigned	status;
-	Buf			body;
+	Buf			body;			/* raw, as it arrives */
+	Form		form;			/* the body's parameters */
+	Form		query;			/* the query string's */
+	const char *content_type;	/* as sent, for the log */
 	struct MHD_Response *resp;
 } Req;
 
@@ -75,7 +80,9 @@ config_check_auth(const char *user, size_t ulen, const char *pass, size_t plen)
 	bool		ok = false;
 
 	pthread_mutex_lock(&cfg.lock);
-	if (field_eq(user, ulen, cfg.account_sid))
+	if (!cfg.check_credentials)
+		ok = ulen > 0;			/* a developer's own account, whatever it is */
+	else if (field_eq(user, ulen, cfg.account_sid))
 		ok = cfg.auth_token && field_eq(pass, plen, cfg.auth_token);
 	else if (cfg.api_key_sid && cfg.api_key_secret &&
 			 field_eq(user, ulen, cfg.api_key_sid))
@@ -176,6 +183,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		MHD_destroy_response(r->resp);
 	free(r->uri);
 	buf_free(&r->body);
+	form_free(&r->form);
+	form_free(&r->query);
 	free(r);
 	*con_cls = NULL;
 }
@@ -225,9 +234,8 @@ api_request(struct MHD_Connection *conn, Req *r, const char *url,
 	memset(&req, 0, sizeof(req));
 	req.method = method;
 	req.path = url;
-	req.query = r->uri[r->path_len] == '?' ? r->uri + r->path_len + 1 : "";
-	req.body = r->body.data;
-	req.body_len = r->body.len;
+	req.query = &r->query;
+	req.form = &r->form;
 
 	clen = decode_basic(auth, cred, sizeof(cred));
 	if (clen >= 0 && (colon = memchr(cred, ':', clen)) != NULL)
@@ -257,8 +265,7 @@ api_request(struct MHD_Connection *conn, Req *r, const char *url,
 	in.method = method;
 	in.uri = r->uri;
 	in.path_len = r->path_len;
-	in.body = r->body.data;
-	in.body_len = r->body.len;
+	in.form = r->form;
 	if (clen >= 0)
 	{
 		/* the user part, or all of it when there is no colon */
@@ -267,18 +274,53 @@ api_request(struct MHD_Connection *conn, Req *r, const char *url,
 	}
 	in.user_agent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 												MHD_HTTP_HEADER_USER_AGENT);
-	in.content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-												  MHD_HTTP_HEADER_CONTENT_TYPE);
+	in.content_type = r->content_type;
 	in.accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 											MHD_HTTP_HEADER_ACCEPT);
 	in.status = rep->status;
 	in.fault = rep->fault;
 	in.kind = rep->kind;
-	/* the log takes over the raw URI and body: no copies */
+	/* the log takes over the raw URI and the form: no copies */
 	log_append(&in);
 	r->uri = NULL;
-	r->body.data = NULL;
-	r->body.len = r->body.cap = 0;
+	r->form.f = NULL;
+	r->form.n = 0;
+}
+
+/*
+ * The page and the control API have no login: only this machine may use
+ * them.  A web page the developer visits elsewhere could still make the
+ * browser send them requests (a form posted to 127.0.0.1, or a name of
+ * its own that resolves to 127.0.0.1 once the page is loaded): refuse a
+ * request whose Origin is another site's, or whose Host is not the
+ * address the emulator was reached at by this machine.
+ */
+static bool
+from_elsewhere(struct MHD_Connection *conn)
+{
+	const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+												   MHD_HTTP_HEADER_HOST);
+	const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+													 "Origin");
+	size_t		hlen;
+
+	if (host == NULL)
+		return false;			/* HTTP/1.0 tools: curl -0, scripts */
+	hlen = strcspn(host, ":");
+	if (!((hlen == 9 && strncmp(host, "localhost", 9) == 0) ||
+		  strncmp(host, "127.", 4) == 0 || strncmp(host, "[::1]", 5) == 0 ||
+		  (strncmp(host, cfg.bind_addr, hlen) == 0 && cfg.bind_addr[hlen] == '\0')))
+		return true;
+	if (origin == NULL)
+		return false;
+	/* the page's own requests: Origin is http(s)://<the same Host> */
+	if (strncmp(origin, "http://", 7) == 0)
+		origin += 7;
+	else if (strncmp(origin, "https://", 8) == 0)
+		origin += 8;
+	else
+		return true;
+	return strcmp(origin, host) != 0;
 }
 
 static enum MHD_Result
@@ -324,13 +366,49 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 
 	memset(&rep, 0, sizeof(rep));
 	rep.delay_ms = -1;
+	/* looked up first: reading a body without one adds the header */
+	r->content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+												  MHD_HTTP_HEADER_CONTENT_TYPE);
 
+	if ((r->control || strcmp(url, "/") == 0) && from_elsewhere(conn))
+	{
+		struct MHD_Response *resp;
+
+		reply_error(&rep, 403, 20403, "The emulator's page and control API answer this machine only");
+		resp = make_response(&rep);
+		ret = MHD_queue_response(conn, 403, resp);
+		MHD_destroy_response(resp);
+		buf_free(&rep.body);
+		return ret;
+	}
+
+	/* the inbox page, and its event stream (open until the page goes) */
+	if (!r->control && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
+	{
+		struct MHD_Response *page = page_response(url);
+
+		if (page)
+		{
+			ret = MHD_queue_response(conn, MHD_HTTP_OK, page);
+			MHD_destroy_response(page);
+			return ret;
+		}
+	}
+	if (r->control && strcmp(url, "/_emulator/events") == 0 &&
+		strcmp(method, "GET") == 0)
+	{
+		struct MHD_Response *resp = events_response(conn);
+
+		ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+		MHD_destroy_response(resp);
+		return ret;
+	}
+	form_read_body(conn, &r->body, &r->form);
+	if (r->uri[r->path_len] == '?')
+		form_read_query(conn, &r->query);
 	if (r->control)
 	{
-		const char *query = r->uri[r->path_len] == '?' ?
-			r->uri + r->path_len + 1 : "";
-
-		control_handle(method, url, query, r->body.data, r->body.len, &rep);
+		control_handle(method, url, &r->query, &r->form, &rep);
 		delay = 0;
 	}
 	else
@@ -392,18 +470,27 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-			"Usage: twilio-emulator --port N [options]\n"
-			"  --port N                 TCP port on 127.0.0.1 (0: pick a free one)\n"
+			"Usage: sms-emulator [options]   (in the source tree: twilio-emulator)\n"
+			"  --port N                 TCP port (default 8099; 0: pick a free one)\n"
+			"  --bind ADDR              IPv4 address to listen on (default 127.0.0.1);\n"
+			"                           the control API and the page have no login:\n"
+			"                           keep it on a loopback address\n"
 			"  --threads N              server threads (default 2)\n"
 			"  --tls-cert FILE          serve HTTPS with this PEM certificate ...\n"
 			"  --tls-key FILE           ... and this PEM private key\n"
+			"  --check-credentials      refuse (401) any account and token but these:\n"
 			"  --account-sid AC...      account sid (default ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa)\n"
 			"  --auth-token TOKEN       auth token (default emulator-token)\n"
 			"  --api-key-sid SK...      also accept this API key sid ...\n"
 			"  --api-key-secret S       ... with this secret\n"
+			"                           (each of the four turns the check on; without\n"
+			"                           them any account and token are accepted)\n"
 			"  --progress-ms MS         sent MS after queued, delivered MS later\n"
 			"                           (default 100; -1: frozen, never progress)\n"
 			"  --delay-ms MS            delay every API reply by MS (default 0)\n"
+			"  --inbox-file FILE        keep the inbox in FILE (made if need be), so a\n"
+			"                           restart keeps every message and its sid\n"
+			"                           (default: in memory only)\n"
 			"  --quiet                  no messages on stderr\n");
 }
 
@@ -439,10 +526,15 @@ main(int argc, char **argv)
 		{"progress-ms", required_argument, NULL, 'P'},
 		{"delay-ms", required_argument, NULL, 'd'},
 		{"quiet", no_argument, NULL, 'q'},
+		{"bind", required_argument, NULL, 'b'},
+		{"check-credentials", no_argument, NULL, 'C'},
+		{"inbox-file", required_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}
 	};
-	long		port = -1;
+	long		port = 8099;
+	const char *bind_addr = "127.0.0.1";
+	const char *inbox_path = NULL;
 	long		threads = 2;
 	const char *cert_file = NULL;
 	const char *key_file = NULL;
@@ -460,6 +552,7 @@ main(int argc, char **argv)
 	bool		freeze = false;
 
 	strcpy(cfg.account_sid, "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	cfg.bind_addr = "127.0.0.1";
 	pthread_mutex_init(&cfg.lock, NULL);
 	config_set_str(&cfg.auth_token, "emulator-token", strlen("emulator-token"));
 	atomic_init(&cfg.delay_ms, 0);
@@ -495,15 +588,26 @@ main(int argc, char **argv)
 					exit(2);
 				}
 				strcpy(cfg.account_sid, optarg);
+				cfg.check_credentials = true;
 				break;
 			case 'T':
 				config_set_str(&cfg.auth_token, optarg, strlen(optarg));
+				cfg.check_credentials = true;
 				break;
 			case 's':
 				config_set_str(&cfg.api_key_sid, optarg, strlen(optarg));
+				cfg.check_credentials = true;
 				break;
 			case 'S':
 				config_set_str(&cfg.api_key_secret, optarg, strlen(optarg));
+				cfg.check_credentials = true;
+				break;
+			case 'C':
+				cfg.check_credentials = true;
+				break;
+			case 'b':
+				bind_addr = optarg;
+				cfg.bind_addr = optarg;
 				break;
 			case 'P':
 				{
@@ -526,6 +630,9 @@ main(int argc, char **argv)
 			case 'q':
 				cfg.quiet = true;
 				break;
+			case 'I':
+				inbox_path = optarg;
+				break;
 			case 'h':
 				usage(stdout);
 				return 0;
@@ -534,7 +641,7 @@ main(int argc, char **argv)
 				return 2;
 		}
 	}
-	if (optind < argc || port < 0)
+	if (optind < argc)
 	{
 		usage(stderr);
 		return 2;
@@ -580,6 +687,8 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+	/* jansson seeds its hash function once, before any thread builds JSON */
+	json_object_seed(0);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 	{
 		fprintf(stderr, "twilio-emulator: could not initialize libcurl\n");
@@ -587,14 +696,26 @@ main(int argc, char **argv)
 	}
 	if (freeze)
 		clock_set_frozen(true);
+	/* the messages kept from the last run, before anyone can ask */
+	if (inbox_path)
+		inbox_file_open(inbox_path);
 	delay_start();
+	events_start();
 	sender_start();
 	scheduler_start();
 
 	memset(&addr, 0, sizeof(addr));
 	addr.sin_family = AF_INET;
 	addr.sin_port = htons((uint16_t) port);
-	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);	/* never 0.0.0.0 */
+	if (inet_pton(AF_INET, bind_addr, &addr.sin_addr) != 1)
+	{
+		fprintf(stderr, "twilio-emulator: --bind takes an IPv4 address, not \"%s\"\n", bind_addr);
+		return 2;
+	}
+	/* 127.0.0.0/8 is this machine; anything else lets others drive it */
+	if ((ntohl(addr.sin_addr.s_addr) >> 24) != 127)
+		fprintf(stderr, "twilio-emulator: WARNING: listening on %s: anyone who reaches it "
+				"can read every message and change its settings (no login)\n", bind_addr);
 
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
 		MHD_ALLOW_SUSPEND_RESUME;
@@ -619,7 +740,7 @@ main(int argc, char **argv)
 							  MHD_OPTION_END);
 	if (daemon == NULL)
 	{
-		fprintf(stderr, "twilio-emulator: could not listen on 127.0.0.1:%ld\n", port);
+		fprintf(stderr, "twilio-emulator: could not listen on %s:%ld\n", bind_addr, port);
 		delay_stop();
 		scheduler_stop();
 		sender_stop();
@@ -628,7 +749,7 @@ main(int argc, char **argv)
 	info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
 	if (info != NULL && info->port != 0)
 		port = info->port;
-	printf("twilio-emulator listening on 127.0.0.1:%ld (%s)\n", port,
+	printf("twilio-emulator listening on %s:%ld (%s)\n", bind_addr, port,
 		   tls ? "https" : "http");
 	fflush(stdout);
 
@@ -641,9 +762,11 @@ main(int argc, char **argv)
 	if (!cfg.quiet)
 		fprintf(stderr, "twilio-emulator: shutting down\n");
 	delay_stop();
+	events_stop();
 	MHD_stop_daemon(daemon);
 	scheduler_stop();
 	sender_stop();
+	inbox_file_close();
 	store_shutdown();
 	fault_clear();
 	outcome_clear();

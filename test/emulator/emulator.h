@@ -20,9 +20,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #define lengthof(a) (sizeof(a) / sizeof((a)[0]))
 
-/* ---------- json.c: growable buffer, JSON and URL writing, dates ---------- */
+/* ---------- buf.c: a growable buffer ---------- */
 
 typedef struct Buf
 {
@@ -31,7 +33,6 @@ typedef struct Buf
 	size_t		cap;
 } Buf;
 
-extern void buf_init(Buf *b, size_t cap);
 extern void buf_free(Buf *b);
 extern void buf_grow(Buf *b, size_t extra);
 extern void buf_put(Buf *b, const char *s, size_t n);
@@ -49,19 +50,18 @@ buf_putc(Buf *b, char c)
 	b->data[b->len++] = c;
 }
 
-extern void json_str(Buf *b, const char *s, size_t n);
-extern void json_cstr(Buf *b, const char *s);
-extern void json_date(Buf *b, int64_t us);
-extern void json_error(Buf *b, int code, const char *message, int status);
-extern void url_encode(Buf *b, const char *s, size_t n);
+/* ---------- dates.c: clocks and Twilio's date formats ---------- */
+
+#define DATE_LEN 31				/* "Thu, 26 Nov 2026 22:20:53 +0000" */
+
+extern size_t format_date(char out[DATE_LEN + 1], int64_t us);
 extern bool parse_day(const char *s, size_t n, int64_t *day);
 extern bool parse_iso_utc(const char *s, size_t n, int64_t *us);
 extern int64_t day_of(int64_t us);
-
 extern int64_t now_us(void);
 extern int64_t mono_us(void);
 
-/* ---------- form.c: application/x-www-form-urlencoded ---------- */
+/* ---------- form.c: form parameters, read by libmicrohttpd ---------- */
 
 typedef struct FormField
 {
@@ -71,21 +71,62 @@ typedef struct FormField
 	size_t		vlen;
 } FormField;
 
+/* fields in the order sent; f and their bytes are one allocation */
 typedef struct Form
 {
-	char	   *store;			/* decoded copy; fields point into it */
 	FormField  *f;
 	int			n;
-	int			cap;
-	FormField	small[16];		/* spares a malloc for ordinary requests */
 } Form;
 
-extern void form_parse(Form *form, const char *data, size_t len);
+/* a Form being built: offsets into bytes until form_finish */
+typedef struct FormSpan
+{
+	size_t		key;
+	size_t		klen;
+	size_t		val;
+	size_t		vlen;
+} FormSpan;
+
+typedef struct FormBuilder
+{
+	Buf			bytes;
+	FormSpan   *span;
+	int			n;
+	int			cap;
+	FormSpan	small[16];		/* spares a malloc for ordinary requests */
+} FormBuilder;
+
+struct MHD_Connection;
+extern void form_begin(FormBuilder *fb);
+extern void form_add(FormBuilder *fb, const char *key, size_t klen,
+					 const char *val, size_t vlen);
+extern void form_finish(FormBuilder *fb, Form *form);
+extern void form_read_body(struct MHD_Connection *conn, const Buf *body,
+						   Form *form);
+extern void form_read_query(struct MHD_Connection *conn, Form *form);
 extern void form_free(Form *form);
 extern const FormField *form_get(const Form *form, const char *key);
 extern int	form_count(const Form *form, const char *key);
 extern bool field_eq(const char *s, size_t n, const char *cstr);
 extern bool parse_int(const char *s, size_t n, int64_t *out);
+extern void url_encode(Buf *b, const char *s, size_t n);
+extern void form_encode(Buf *b, const Form *form);
+
+/* ---------- json.c: JSON with jansson, the message resource by hand ---------- */
+
+extern json_t *jv_bytes(const char *s, size_t n);
+extern json_t *jv_text(const char *s);
+extern json_t *jv_ascii(const char *s);
+extern json_t *jv_date(int64_t us);
+extern json_t *jv_code(int64_t code);
+extern json_t *jv_form(const Form *form);
+extern json_t *jv_error(int code, const char *message, int status);
+extern void jv_set(json_t *object, const char *key, json_t *value);
+extern void buf_json(Buf *b, json_t *value);
+extern void buf_json_lines(Buf *b, json_t *array);
+extern void buf_json_str(Buf *b, const char *s, size_t n);
+extern void buf_json_text(Buf *b, const char *s);
+extern void buf_json_date(Buf *b, int64_t us);
 
 /* ---------- config, shared by every thread ---------- */
 
@@ -93,9 +134,11 @@ typedef struct Config
 {
 	char		account_sid[64];
 	bool		quiet;
+	const char *bind_addr;		/* --bind */
 
 	/* credentials can be changed at run time through /_emulator/config */
 	pthread_mutex_t lock;
+	bool		check_credentials;	/* false: any account and token will do */
 	char	   *auth_token;
 	char	   *api_key_sid;
 	char	   *api_key_secret;
@@ -187,6 +230,7 @@ typedef struct Message
 	bool		via_service;	/* MessagingServiceSid given: "accepted" */
 	bool		deleted;
 	int			num_segments;
+	bool		ucs2;			/* the body needs UCS-2, not GSM-7 */
 	int			num_media;
 	int64_t		created_us;
 	int64_t		canceled_us;	/* 0 unless canceled */
@@ -197,6 +241,7 @@ typedef struct Message
 	char	   *body;
 	size_t		body_len;
 	char	  **media;
+	bool	   *media_deleted;	/* per media: removed by a Media DELETE */
 	char	   *callback_url;	/* StatusCallback; NULL without one */
 	int64_t		created_v;		/* progression clock at creation */
 	Plan		plan;
@@ -217,6 +262,7 @@ typedef struct NewMessage
 	int			num_media;
 	const FormField **media;
 	int			num_segments;
+	bool		ucs2;
 	const char *callback_url;
 	size_t		callback_len;
 	Plan		plan;
@@ -224,6 +270,12 @@ typedef struct NewMessage
 
 extern pthread_mutex_t store_lock;
 extern Message *store_add(const NewMessage *nm, int64_t created_us);
+extern Message *store_restore(const NewMessage *nm, int64_t serial,
+							  int64_t created_us);
+extern void store_changed(const Message *m);
+extern const char *store_sid_prefix(void);
+extern int64_t store_first_serial(void);
+extern bool store_set_sid_prefix(const char *prefix, int64_t first_serial);
 extern Message *store_find(const char *sid, size_t len);
 extern Message *store_by_serial(int64_t serial);
 extern size_t store_count(void);
@@ -251,8 +303,7 @@ typedef struct LogInput
 	const char *method;
 	char	   *uri;			/* raw path?query; ownership moves to log */
 	size_t		path_len;
-	char	   *body;			/* raw form body; ownership moves to log */
-	size_t		body_len;
+	Form		form;			/* the body's parameters; moves to log */
 	const char *auth_user;
 	size_t		auth_user_len;
 	const char *user_agent;
@@ -265,10 +316,9 @@ typedef struct LogInput
 
 extern void log_append(LogInput *in);
 extern void log_requests_json(Buf *b, int64_t since);
-extern void log_summary_json(Buf *b);
+extern json_t *log_summary_json(void);
 extern void log_reset(void);
 extern int64_t log_next_seq(void);
-extern void form_json(Buf *b, const char *body, size_t len);
 
 /* ---------- faults.c ---------- */
 
@@ -301,11 +351,11 @@ extern int	fault_add(FaultAction action, const char *to, size_t to_len,
 					  int retry_after);
 extern bool fault_match(const char *to, size_t to_len, FaultHit *hit);
 extern int	fault_clear(void);
-extern void fault_list_json(Buf *b);
+extern json_t *fault_list_json(void);
 
 /* ---------- segments.c ---------- */
 
-extern int	body_segments(const char *s, size_t len);
+extern int	body_segments(const char *s, size_t len, bool *ucs2);
 extern size_t utf8_chars(const char *s, size_t len);
 
 /* ---------- signature.c: X-Twilio-Signature ---------- */
@@ -322,9 +372,8 @@ typedef struct ApiRequest
 {
 	const char *method;
 	const char *path;			/* decoded path, without query */
-	const char *query;			/* raw query string, "" if none */
-	const char *body;
-	size_t		body_len;
+	const Form *query;			/* the query string's parameters */
+	const Form *form;			/* the body's */
 	const char *auth_user;		/* NULL if no usable Basic credentials */
 	size_t		auth_user_len;
 	const char *auth_pass;
@@ -362,7 +411,7 @@ extern bool outcome_parse(const char *s, size_t n, int *status);
 extern int	outcome_add(int status, int error_code, const char *to,
 						size_t to_len, int64_t count, int percent);
 extern int	outcome_clear(void);
-extern void outcome_list_json(Buf *b);
+extern json_t *outcome_list_json(void);
 extern unsigned percent_draw(void);
 
 /* ---------- callback.c: when to send status callbacks, and what ---------- */
@@ -403,7 +452,8 @@ typedef struct CallbackJob
 	uint8_t		result;			/* CallbackResult */
 	int			http_status;
 	char	   *url;
-	char	   *body;			/* form-encoded parameters */
+	Form		params;			/* what it tells, for the log */
+	char	   *body;			/* params form-encoded; freed once sent */
 	size_t		body_len;
 	char		signature[SIGNATURE_LEN + 1];
 	char	   *error;			/* why it failed or was refused */
@@ -415,13 +465,13 @@ extern void sender_reset(void);
 extern void sender_start(void);
 extern void sender_stop(void);
 extern void callbacks_json(Buf *b, int64_t since);
-extern void callbacks_summary_json(Buf *b);
+extern json_t *callbacks_summary_json(void);
 
 /* ---------- control.c: /_emulator/ ---------- */
 
 extern void control_handle(const char *method, const char *path,
-						   const char *query, const char *body,
-						   size_t body_len, Reply *reply);
+						   const Form *query, const Form *form,
+						   Reply *reply);
 
 /* ---------- delay.c: wake suspended connections later ---------- */
 
@@ -429,5 +479,37 @@ struct MHD_Connection;
 extern void delay_start(void);
 extern void delay_stop(void);
 extern void delay_add(struct MHD_Connection *conn, int64_t wake_mono_us);
+
+/* ---------- events.c: Server-Sent Events for the inbox page ---------- */
+
+struct MHD_Connection;
+struct MHD_Response;
+extern bool events_listening(void);
+extern void events_publish_message(int64_t serial);
+extern void events_publish_cleared(void);
+extern struct MHD_Response *events_response(struct MHD_Connection *conn);
+extern void events_start(void);
+extern void events_stop(void);
+
+/* ---------- inbox.c: a message as the inbox page shows it ---------- */
+
+extern json_t *inbox_message_json(const Message *m, int64_t now);
+extern void inbox_note(const Message *m);
+extern void inbox_forget(void);
+extern void inbox_messages_json(Buf *b, const char *to, const char *q,
+								int64_t limit);
+extern void inbox_conversations_json(Buf *b, const char *q, int64_t limit);
+
+/* ---------- inbox_file.c: the inbox kept in a file ---------- */
+
+extern void inbox_file_open(const char *path);
+extern void inbox_file_close(void);
+extern void inbox_file_add(const Message *m);
+extern void inbox_file_change(const Message *m);
+extern void inbox_file_reset(void);
+
+/* ---------- page.c: the inbox page ---------- */
+
+extern struct MHD_Response *page_response(const char *url);
 
 #endif							/* EMULATOR_H */

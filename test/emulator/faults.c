@@ -167,40 +167,29 @@ fault_clear(void)
 	return n;
 }
 
-void
-fault_list_json(Buf *b)
+json_t *
+fault_list_json(void)
 {
+	json_t	   *list = json_array();
 	int			i;
 
 	pthread_mutex_lock(&fault_lock);
-	buf_putc(b, '[');
 	for (i = 0; i < nrules; i++)
 	{
 		Rule	   *r = &rules[i];
+		json_t	   *o = json_object();
 
-		if (i > 0)
-			buf_puts(b, ",\n");
-		buf_puts(b, "{\"id\": ");
-		buf_put_int(b, r->id);
-		buf_puts(b, ", \"action\": ");
-		json_cstr(b, fault_name(r->action));
-		buf_puts(b, ", \"to\": ");
-		json_cstr(b, r->to);
-		buf_puts(b, ", \"remaining\": ");
-		if (r->remaining < 0)
-			buf_puts(b, "null");
-		else
-			buf_put_int(b, r->remaining);
-		buf_puts(b, ", \"percent\": ");
-		buf_put_int(b, r->percent);
-		buf_puts(b, ", \"delay_ms\": ");
-		buf_put_int(b, r->delay_ms);
-		buf_puts(b, ", \"retry_after\": ");
-		buf_put_int(b, r->retry_after);
-		buf_puts(b, ", \"applied\": ");
-		buf_put_int(b, r->applied);
-		buf_putc(b, '}');
+		jv_set(o, "id", json_integer(r->id));
+		jv_set(o, "action", jv_ascii(fault_name(r->action)));
+		jv_set(o, "to", jv_text(r->to));
+		jv_set(o, "remaining", r->remaining < 0 ? json_null() :
+			   json_integer(r->remaining));
+		jv_set(o, "percent", json_integer(r->percent));
+		jv_set(o, "delay_ms", json_integer(r->delay_ms));
+		jv_set(o, "retry_after", json_integer(r->retry_after));
+		jv_set(o, "applied", json_integer(r->applied));
+		json_array_append_new(list, o);
 	}
-	buf_puts(b, "]\n");
 	pthread_mutex_unlock(&fault_lock);
+	return list;
 }

@@ -1,154 +1,265 @@
 /*-------------------------------------------------------------------------
  *
  * form.c
- *	  Parse application/x-www-form-urlencoded data (bodies and queries).
+ *	  Form parameters: read by libmicrohttpd, kept as lists, and written.
  *
- *	  Keys may repeat (MediaUrl=a&MediaUrl=b), so the result is a list, not
- *	  a map.  '+' is a space and %XX a byte; everything else, raw UTF-8
- *	  included, is taken as it is.  Values keep their length because %00
- *	  is legal and a message body must come back byte for byte.
+ *	  Request bodies go through libmicrohttpd's post processor and query
+ *	  strings through its own argument parsing; neither is decoded here.
+ *	  Keys may repeat (MediaUrl=a&MediaUrl=b), so a Form is a list in the
+ *	  order sent, not a map, and values keep their length because %00 is
+ *	  legal and a message body must come back byte for byte.  A Form is
+ *	  one allocation, so the request log can keep it as it is.
+ *
+ *	  Writing is the other way round: the status callbacks' bodies, and
+ *	  the filters in a list's page URIs, percent-encoded.
  *
  *-------------------------------------------------------------------------
  */
 #include "emulator.h"
 
+#include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+/* The post processor's buffer: a longer value comes in parts. */
+#define POST_BUFFER 1024
 
-/*
- * Decode src[0..n) into dst, which may be src itself (decoding never
- * lengthens).  A '%' not followed by two hex digits is kept literally,
- * as browsers and most servers do.  Returns the decoded length.
- */
-static size_t
-decode(char *dst, const char *src, size_t n)
-{
-	size_t		i,
-				o = 0;
-
-	for (i = 0; i < n; i++)
-	{
-		char		c = src[i];
-
-		if (c == '+')
-			dst[o++] = ' ';
-		else if (c == '%' && i + 2 < n &&
-				 hexval(src[i + 1]) >= 0 && hexval(src[i + 2]) >= 0)
-		{
-			dst[o++] = (char) (hexval(src[i + 1]) * 16 + hexval(src[i + 2]));
-			i += 2;
-		}
-		else
-			dst[o++] = c;
-	}
-	return o;
-}
-
-static void
-form_push(Form *form, const char *key, size_t klen, const char *val, size_t vlen)
-{
-	if (form->n == form->cap)
-	{
-		int			cap = form->cap * 2;
-		FormField  *f;
-
-		if (form->f == form->small)
-		{
-			f = malloc(sizeof(FormField) * cap);
-			if (f)
-				memcpy(f, form->small, sizeof(form->small));
-		}
-		else
-			f = realloc(form->f, sizeof(FormField) * cap);
-		if (f == NULL)
-			abort();
-		form->f = f;
-		form->cap = cap;
-	}
-	form->f[form->n].key = key;
-	form->f[form->n].klen = klen;
-	form->f[form->n].val = val;
-	form->f[form->n].vlen = vlen;
-	form->n++;
-}
-
-/*
- * Parse data[0..len).  The decoded keys and values live in one private
- * copy, NUL-terminated each so that callers may also treat them as C
- * strings when a NUL inside cannot matter (numbers, SIDs).
- */
 void
-form_parse(Form *form, const char *data, size_t len)
+form_begin(FormBuilder *fb)
 {
-	size_t		pos = 0;
-	char	   *out;
+	memset(fb, 0, sizeof(*fb));
+	fb->span = fb->small;
+	fb->cap = lengthof(fb->small);
+}
 
-	form->f = form->small;
-	form->cap = lengthof(form->small);
-	form->n = 0;
-	form->store = NULL;
-	if (data == NULL || len == 0)
-		return;
+/* More of the last field's value. */
+static void
+form_extend(FormBuilder *fb, const char *val, size_t vlen)
+{
+	buf_put(&fb->bytes, val, vlen);
+	fb->span[fb->n - 1].vlen += vlen;
+}
 
-	/*
-	 * Each non-empty pair gains two NULs and there are at most (len + 1) / 2
-	 * of them, so twice the input is always enough.
-	 */
-	form->store = malloc(len * 2 + 2);
-	if (form->store == NULL)
-		abort();
-	out = form->store;
+/* A field with the first part of its value (the rest: form_extend). */
+void
+form_add(FormBuilder *fb, const char *key, size_t klen,
+		 const char *val, size_t vlen)
+{
+	FormSpan   *s;
 
-	while (pos < len)
+	if (fb->n == fb->cap)
 	{
-		const char *pair = data + pos;
-		const char *amp = memchr(pair, '&', len - pos);
-		size_t		plen = amp ? (size_t) (amp - pair) : len - pos;
-		const char *eq = memchr(pair, '=', plen);
-		size_t		klen_raw = eq ? (size_t) (eq - pair) : plen;
-		char	   *key,
-				   *val;
-		size_t		klen,
-					vlen;
+		FormSpan   *grown = malloc(sizeof(FormSpan) * fb->cap * 2);
 
-		pos += plen + 1;
-		if (plen == 0)
-			continue;			/* "a=1&&b=2" */
-
-		key = out;
-		klen = decode(key, pair, klen_raw);
-		key[klen] = '\0';
-		out += klen + 1;
-		val = out;
-		vlen = eq ? decode(val, eq + 1, plen - klen_raw - 1) : 0;
-		val[vlen] = '\0';
-		out += vlen + 1;
-		form_push(form, key, klen, val, vlen);
+		if (grown == NULL)
+			abort();
+		memcpy(grown, fb->span, sizeof(FormSpan) * fb->n);
+		if (fb->span != fb->small)
+			free(fb->span);
+		fb->span = grown;
+		fb->cap *= 2;
 	}
+	/* keys and values are NUL-terminated too, for C-string callers */
+	if (fb->n > 0)
+		buf_putc(&fb->bytes, '\0');
+	s = &fb->span[fb->n++];
+	s->key = fb->bytes.len;
+	s->klen = klen;
+	buf_put(&fb->bytes, key, klen);
+	buf_putc(&fb->bytes, '\0');
+	s->val = fb->bytes.len;
+	s->vlen = 0;
+	form_extend(fb, val, vlen);
+}
+
+/* The fields, as one allocation: the FormField array, then the bytes. */
+void
+form_finish(FormBuilder *fb, Form *form)
+{
+	char	   *bytes;
+	int			i;
+
+	form->f = NULL;
+	form->n = fb->n;
+	if (fb->n > 0)
+	{
+		buf_putc(&fb->bytes, '\0');
+		form->f = malloc(sizeof(FormField) * fb->n + fb->bytes.len);
+		if (form->f == NULL)
+			abort();
+		bytes = (char *) (form->f + fb->n);
+		memcpy(bytes, fb->bytes.data, fb->bytes.len);
+		for (i = 0; i < fb->n; i++)
+		{
+			form->f[i].key = bytes + fb->span[i].key;
+			form->f[i].klen = fb->span[i].klen;
+			form->f[i].val = bytes + fb->span[i].val;
+			form->f[i].vlen = fb->span[i].vlen;
+		}
+	}
+	buf_free(&fb->bytes);
+	if (fb->span != fb->small)
+		free(fb->span);
+	fb->span = NULL;
 }
 
 void
 form_free(Form *form)
 {
-	if (form->f != form->small)
-		free(form->f);
-	free(form->store);
-	form->f = form->small;
-	form->store = NULL;
+	free(form->f);
+	form->f = NULL;
 	form->n = 0;
 }
+
+/* ---------------------------------------------------------------------- */
+
+static bool
+is_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+		(c >= 'A' && c <= 'F');
+}
+
+/*
+ * libmicrohttpd 0.9.75 (Debian 12) reads a canonical form body exactly as
+ * the form encoding says: checked against the emulator's former parser
+ * with random bodies of escapes, '+', %00, raw and percent-encoded UTF-8
+ * and values longer than its buffer.  Four things a sloppy client may
+ * send go wrong, though:
+ *
+ *	- a '=' inside a value ("Body=1+1=2") stops the parse, and every field
+ *	  from there on is lost; so does a pair with no name ("=x");
+ *	- a '%' cut short by a '&' or the end is carried into the next field
+ *	  ("Body=100%&To=%2B1555" gives the To "%+1555");
+ *	- a raw NUL byte ends its value;
+ *	- a last pair without '=' ("To=...&Body") is dropped.
+ *
+ * So it is given the body in canonical form: a value's '=' as %3D, a '%'
+ * that is not followed by two hex digits as %25 (a literal '%', as
+ * browsers read it), a NUL as %00, no pairs without a name, and a '&'
+ * after each pair.  The fields are the same; only the spelling changes.
+ */
+static void
+mend(const Buf *in, Buf *out)
+{
+	const char *s = in->data;
+	size_t		n = in->len,
+				i = 0;
+
+	buf_grow(out, n + 16);
+	while (i < n)
+	{
+		const char *amp = memchr(s + i, '&', n - i);
+		size_t		end = amp ? (size_t) (amp - s) : n;
+		bool		named = false;
+		size_t		k;
+
+		if (end > i && s[i] != '=')
+		{
+			for (k = i; k < end; k++)
+			{
+				if (s[k] == '%' &&
+					!(k + 2 < end && is_hex(s[k + 1]) && is_hex(s[k + 2])))
+					buf_put(out, "%25", 3);
+				else if (s[k] == '=' && named)
+					buf_put(out, "%3D", 3);
+				else if (s[k] == '\0')
+					buf_put(out, "%00", 3);
+				else
+					buf_putc(out, s[k]);
+				named |= s[k] == '=';
+			}
+			buf_putc(out, '&');
+		}
+		i = end + 1;
+	}
+}
+
+/*
+ * The post processor hands a long value over in parts; off > 0 continues
+ * the last one.  (Only when it is given the body in one piece: fed part
+ * by part, 0.9.75 reports a value whose first %XX escape is split
+ * between two parts as two fields at offset 0.)
+ */
+static enum MHD_Result
+on_post_field(void *cls, enum MHD_ValueKind kind, const char *key,
+			  const char *filename, const char *content_type,
+			  const char *transfer_encoding, const char *data,
+			  uint64_t off, size_t size)
+{
+	FormBuilder *fb = cls;
+
+	(void) kind;
+	(void) filename;
+	(void) content_type;
+	(void) transfer_encoding;
+	if (off > 0 && fb->n > 0)
+		form_extend(fb, data, size);
+	else
+		form_add(fb, key, strlen(key), data, size);
+	return MHD_YES;
+}
+
+/*
+ * The request's body as a form.  Twilio reads form bodies only, so a body
+ * of another Content-Type has no fields (a JSON body gets 21604, as from
+ * Twilio); a body without one is read as a form, as the emulator always
+ * has, which the post processor only does once the header is there.
+ */
+void
+form_read_body(struct MHD_Connection *conn, const Buf *body, Form *form)
+{
+	static const char urlencoded[] = MHD_HTTP_POST_ENCODING_FORM_URLENCODED;
+	const char *type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+												   MHD_HTTP_HEADER_CONTENT_TYPE);
+	struct MHD_PostProcessor *pp;
+	FormBuilder fb;
+	Buf			mended = {0};
+
+	form_begin(&fb);
+	if (body->len > 0 &&
+		(type == NULL || strncasecmp(type, urlencoded, strlen(urlencoded)) == 0))
+	{
+		if (type == NULL)
+			MHD_set_connection_value(conn, MHD_HEADER_KIND,
+									 MHD_HTTP_HEADER_CONTENT_TYPE, urlencoded);
+		mend(body, &mended);
+		pp = MHD_create_post_processor(conn, POST_BUFFER, on_post_field, &fb);
+		if (pp != NULL)
+		{
+			MHD_post_process(pp, mended.data, mended.len);
+			MHD_destroy_post_processor(pp);
+		}
+		buf_free(&mended);
+	}
+	form_finish(&fb, form);
+}
+
+static enum MHD_Result
+on_query_field(void *cls, enum MHD_ValueKind kind, const char *key,
+			   size_t klen, const char *val, size_t vlen)
+{
+	(void) kind;
+	/* "a=1&&b=2": libmicrohttpd reports the empty pair; it is nothing */
+	if (klen == 0 && val == NULL)
+		return MHD_YES;
+	form_add(cls, key, klen, val ? val : "", val ? vlen : 0);
+	return MHD_YES;
+}
+
+/* The request's query string as a form, as libmicrohttpd parsed it. */
+void
+form_read_query(struct MHD_Connection *conn, Form *form)
+{
+	FormBuilder fb;
+
+	form_begin(&fb);
+	MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, on_query_field, &fb);
+	form_finish(&fb, form);
+}
+
+/* ---------------------------------------------------------------------- */
 
 bool
 field_eq(const char *s, size_t n, const char *cstr)
@@ -205,4 +316,46 @@ parse_int(const char *s, size_t n, int64_t *out)
 	}
 	*out = neg ? -v : v;
 	return true;
+}
+
+/* ---------------------------------------------------------------------- */
+
+/* Percent-encode for a query string value (RFC 3986 unreserved kept). */
+void
+url_encode(Buf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t		i;
+
+	for (i = 0; i < n; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			(c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+			c == '~')
+			buf_putc(b, (char) c);
+		else
+		{
+			char		esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+
+			buf_put(b, esc, 3);
+		}
+	}
+}
+
+/* The fields as a form body: key=value&..., in their order. */
+void
+form_encode(Buf *b, const Form *form)
+{
+	int			i;
+
+	for (i = 0; i < form->n; i++)
+	{
+		if (i > 0)
+			buf_putc(b, '&');
+		url_encode(b, form->f[i].key, form->f[i].klen);
+		buf_putc(b, '=');
+		url_encode(b, form->f[i].val, form->f[i].vlen);
+	}
 }

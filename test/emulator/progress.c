@@ -342,43 +342,30 @@ outcome_clear(void)
 	return n;
 }
 
-void
-outcome_list_json(Buf *b)
+json_t *
+outcome_list_json(void)
 {
+	json_t	   *list = json_array();
 	int			i;
 
 	pthread_mutex_lock(&outcome_lock);
-	buf_putc(b, '[');
 	for (i = 0; i < norules; i++)
 	{
 		OutcomeRule *r = &orules[i];
+		json_t	   *o = json_object();
 
-		if (i > 0)
-			buf_puts(b, ",\n");
-		buf_puts(b, "{\"id\": ");
-		buf_put_int(b, r->id);
-		buf_puts(b, ", \"status\": ");
-		json_cstr(b, status_names[r->status]);
-		buf_puts(b, ", \"error_code\": ");
-		if (r->error_code)
-			buf_put_int(b, r->error_code);
-		else
-			buf_puts(b, "null");
-		buf_puts(b, ", \"to\": ");
-		json_cstr(b, r->to);
-		buf_puts(b, ", \"remaining\": ");
-		if (r->remaining < 0)
-			buf_puts(b, "null");
-		else
-			buf_put_int(b, r->remaining);
-		buf_puts(b, ", \"percent\": ");
-		buf_put_int(b, r->percent);
-		buf_puts(b, ", \"applied\": ");
-		buf_put_int(b, r->applied);
-		buf_putc(b, '}');
+		jv_set(o, "id", json_integer(r->id));
+		jv_set(o, "status", jv_ascii(status_names[r->status]));
+		jv_set(o, "error_code", jv_code(r->error_code));
+		jv_set(o, "to", jv_text(r->to));
+		jv_set(o, "remaining", r->remaining < 0 ? json_null() :
+			   json_integer(r->remaining));
+		jv_set(o, "percent", json_integer(r->percent));
+		jv_set(o, "applied", json_integer(r->applied));
+		json_array_append_new(list, o);
 	}
-	buf_puts(b, "]\n");
 	pthread_mutex_unlock(&outcome_lock);
+	return list;
 }
 
 static bool

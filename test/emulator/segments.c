@@ -280,10 +280,11 @@ pack(Packing *p, int units, int part_size)
  * Segments for a body, in one pass that lays it out both ways at once,
  * since which encoding applies is only known at the end.  An empty body
  * (media only) counts one, as Twilio reports for MMS; the extension's
- * sms_segments('') says 0, because it counts SMS text only.
+ * sms_segments('') says 0, because it counts SMS text only.  ucs2_out,
+ * unless NULL, says which encoding it is.
  */
 int
-body_segments(const char *str, size_t len)
+body_segments(const char *str, size_t len, bool *ucs2_out)
 {
 	const unsigned char *s = (const unsigned char *) str;
 	Packing		gsm = {0, 1, 0};
@@ -305,6 +306,8 @@ body_segments(const char *str, size_t len)
 		pack(&ucs2, c > 0xFFFF ? 2 : 1, UCS2_PART);
 	}
 
+	if (ucs2_out)
+		*ucs2_out = !all_gsm;
 	if (all_gsm)
 		return gsm.units <= GSM7_SINGLE ? 1 : gsm.parts;
 	return ucs2.units <= UCS2_SINGLE ? 1 : ucs2.parts;

@@ -34,7 +34,7 @@ def check(cond, what):
 
 
 def start(*args):
-    p = subprocess.Popen([EMU, "--port", "0", "--quiet", *args],
+    p = subprocess.Popen([EMU, "--port", "0", "--quiet", "--check-credentials", *args],
                          stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     port = int(line.split("127.0.0.1:")[1].split()[0])
@@ -104,6 +104,18 @@ def run(c):
     s, msgs, _ = c.req("GET", "/_emulator/messages", auth=False)
     check(msgs[-1]["body"] == body and msgs[-1]["media_urls"] == ["https://x/1.png", "https://x/2.png?a=1&b=2"],
           "body and media round-trip byte for byte")
+    s, j, _ = c.req("GET", BASE + "/Messages/%s/Media.json" % sid)
+    check(s == 200 and [m["content_type"] for m in j["media_list"]] == ["image/png", "image/png"] and
+          all(m["parent_sid"] == sid and m["sid"].startswith("ME") for m in j["media_list"]),
+          "media list")
+    me = j["media_list"][0]["sid"]
+    s, j, _ = c.req("GET", BASE + "/Messages/%s/Media/%s.json" % (sid, me))
+    check(s == 200 and j["sid"] == me, "media fetch")
+    s, j, _ = c.req("DELETE", BASE + "/Messages/%s/Media/%s.json" % (sid, me))
+    check(s == 204, "media delete 204")
+    s, j, _ = c.req("GET", BASE + "/Messages/%s/Media/%s.json" % (sid, me))
+    s2, j2, _ = c.req("GET", BASE + "/Messages/%s/Media.json" % sid)
+    check(s == 404 and j["code"] == 20404 and len(j2["media_list"]) == 1, "media deleted: 404, left out")
 
     # segments
     for text, seg in [("a" * 160, "1"), ("a" * 161, "2"), ("{" * 80, "1"),
@@ -169,8 +181,17 @@ def run(c):
     s, j, _ = c.req("POST", BASE + "/Messages/%s.json" % sid, {"Status": "canceled"})
     check(s == 400 and j["code"] == 30409, "cannot cancel delivered")
     s, j, _ = c.create(Body="cancel me", **ok)
+    queued = j["sid"]
+    s, j, _ = c.req("POST", BASE + "/Messages/%s.json" % queued, {"Status": "canceled"})
+    check(s == 400 and j["code"] == 30409, "cannot cancel queued: only a scheduled message")
+    s, j, _ = c.req("DELETE", BASE + "/Messages/%s.json" % queued)
+    check(s == 400 and j["code"] == 20009, "cannot delete before complete (queued)")
+    later = (datetime.datetime.now(datetime.timezone.utc) +
+             datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    s, j, _ = c.create(To="+15551230001", MessagingServiceSid="MG" + "a" * 32, Body="cancel me",
+                       ScheduleType="fixed", SendAt=later)
     s, j, _ = c.req("POST", BASE + "/Messages/%s.json" % j["sid"], {"Status": "canceled"})
-    check(s == 200 and j["status"] == "canceled", "cancel queued")
+    check(s == 200 and j["status"] == "canceled", "cancel scheduled")
     s, j, _ = c.req("DELETE", BASE + "/Messages/%s.json" % sid)
     check(s == 204, "delete 204")
     s, j, _ = c.req("GET", BASE + "/Messages/%s.json" % sid)

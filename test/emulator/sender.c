@@ -82,6 +82,7 @@ static void
 job_free(CallbackJob *j)
 {
 	free(j->url);
+	form_free(&j->params);
 	free(j->body);
 	free(j->error);
 	free(j);
@@ -94,6 +95,9 @@ record(CallbackJob *j, int result, int http_status, const char *error)
 	j->result = (uint8_t) result;
 	j->http_status = http_status;
 	j->done_us = now_us();
+	/* the log shows params; the encoded copy was only for sending */
+	free(j->body);
+	j->body = NULL;
 	if (error && error[0])
 	{
 		j->error = strdup(error);
@@ -480,66 +484,48 @@ callbacks_json(Buf *b, int64_t since)
 			sel[n++] = done[i];
 	qsort(sel, n, sizeof(CallbackJob *), cmp_seq);
 
+	/* one entry at a time: a long log never becomes one big tree */
 	buf_grow(b, n * 600 + 4);
 	buf_putc(b, '[');
 	for (i = 0; i < n; i++)
 	{
 		CallbackJob *j = sel[i];
+		json_t	   *e = json_object();
 
 		if (i > 0)
 			buf_puts(b, ",\n");
-		buf_puts(b, "{\"seq\": ");
-		buf_put_int(b, j->seq);
-		buf_puts(b, ", \"sid\": ");
-		json_cstr(b, j->sid);
-		buf_puts(b, ", \"message_status\": ");
-		json_cstr(b, status_name(j->status));
-		buf_puts(b, ", \"url\": ");
-		json_cstr(b, j->url);
-		buf_puts(b, ", \"params\": ");
-		form_json(b, j->body, j->body_len);
-		buf_puts(b, ", \"signature\": ");
-		json_cstr(b, j->signature);
-		buf_puts(b, ", \"result\": ");
-		json_cstr(b, result_names[j->result]);
-		buf_puts(b, ", \"response_status\": ");
-		if (j->result == CB_ANSWERED)
-			buf_put_int(b, j->http_status);
-		else
-			buf_puts(b, "null");
-		buf_puts(b, ", \"error\": ");
-		json_cstr(b, j->error);
-		buf_puts(b, ", \"status_us\": ");
-		buf_put_int(b, j->t_us);
-		buf_puts(b, ", \"queued_us\": ");
-		buf_put_int(b, j->queued_us);
-		buf_puts(b, ", \"done_us\": ");
-		buf_put_int(b, j->done_us);
-		buf_putc(b, '}');
+		jv_set(e, "seq", json_integer(j->seq));
+		jv_set(e, "sid", jv_ascii(j->sid));
+		jv_set(e, "message_status", jv_ascii(status_name(j->status)));
+		jv_set(e, "url", jv_text(j->url));
+		jv_set(e, "params", jv_form(&j->params));
+		jv_set(e, "signature", jv_ascii(j->signature));
+		jv_set(e, "result", jv_ascii(result_names[j->result]));
+		jv_set(e, "response_status", j->result == CB_ANSWERED ?
+			   json_integer(j->http_status) : json_null());
+		jv_set(e, "error", jv_text(j->error));
+		jv_set(e, "status_us", json_integer(j->t_us));
+		jv_set(e, "queued_us", json_integer(j->queued_us));
+		jv_set(e, "done_us", json_integer(j->done_us));
+		buf_json(b, e);
 	}
-	buf_puts(b, "]\n");
+	buf_putc(b, ']');
 	pthread_mutex_unlock(&send_lock);
 	free(sel);
 }
 
-void
-callbacks_summary_json(Buf *b)
+json_t *
+callbacks_summary_json(void)
 {
+	json_t	   *o = json_object();
 	int64_t		scheduled = callback_scheduled();
 	int			i;
 
 	pthread_mutex_lock(&send_lock);
-	buf_puts(b, "{\"scheduled\": ");
-	buf_put_int(b, scheduled);
-	buf_puts(b, ", \"pending\": ");
-	buf_put_int(b, pending);
+	jv_set(o, "scheduled", json_integer(scheduled));
+	jv_set(o, "pending", json_integer(pending));
 	for (i = CB_ANSWERED; i <= CB_REFUSED; i++)
-	{
-		buf_puts(b, ", \"");
-		buf_puts(b, result_names[i]);
-		buf_puts(b, "\": ");
-		buf_put_int(b, count_result[i]);
-	}
-	buf_putc(b, '}');
+		jv_set(o, result_names[i], json_integer(count_result[i]));
 	pthread_mutex_unlock(&send_lock);
+	return o;
 }

@@ -9,9 +9,9 @@
  *	  reused even across /_emulator/reset.  Each message is one allocation
  *	  holding its strings.
  *
- *	  The request log keeps each request's raw URI and raw form body, and
- *	  parses the body again only when someone asks for the log: that keeps
- *	  the per-request cost to moving two pointers.  Sequence numbers are
+ *	  The request log keeps each request's raw URI and its parsed form,
+ *	  both taken over from the request (no copies), and writes them as
+ *	  JSON only when someone asks for the log.  Sequence numbers are
  *	  taken at arrival but entries are appended when the reply is decided,
  *	  so the report sorts them back into arrival order.
  *
@@ -88,10 +88,82 @@ copy_str(char **dst, const char *s, size_t n)
  * store_lock, so serials are appended in order and msgs[i] has serial
  * base_serial + i.
  */
+static Message *append(const NewMessage *nm, int64_t serial, int64_t created_us);
+
 Message *
 store_add(const NewMessage *nm, int64_t created_us)
 {
-	size_t		size = sizeof(Message) + sizeof(char *) * nm->num_media;
+	Message    *m;
+
+	if (sid_prefix[0] == '\0')
+		init_prefix();
+	m = append(nm, next_serial++, created_us);
+	/* the inbox page's list of conversations, and the inbox file */
+	inbox_note(m);
+	inbox_file_add(m);
+	return m;
+}
+
+/*
+ * A message read back from the inbox file (inbox_file.c), with the serial
+ * it had; store_lock held.  Serials must follow on from the store's last,
+ * as they were written; NULL otherwise.
+ */
+Message *
+store_restore(const NewMessage *nm, int64_t serial, int64_t created_us)
+{
+	Message    *m;
+
+	if (serial != base_serial + (int64_t) nmsgs)
+		return NULL;
+	m = append(nm, serial, created_us);
+	next_serial = serial + 1;
+	inbox_note(m);
+	return m;
+}
+
+/* A message was canceled, redacted, deleted; store_lock held. */
+void
+store_changed(const Message *m)
+{
+	events_publish_message(m->serial);
+	inbox_file_change(m);
+}
+
+/* The run's sid prefix (made now if need be). */
+const char *
+store_sid_prefix(void)
+{
+	if (sid_prefix[0] == '\0')
+		init_prefix();
+	return sid_prefix;
+}
+
+int64_t
+store_first_serial(void)
+{
+	return base_serial;
+}
+
+/*
+ * Take the sid prefix and first serial the inbox file was written with,
+ * before any message exists; false if the prefix is not 16 hex digits.
+ */
+bool
+store_set_sid_prefix(const char *prefix, int64_t first_serial)
+{
+	if (strlen(prefix) != 16 || strspn(prefix, "0123456789abcdef") != 16 ||
+		first_serial < 1 || nmsgs > 0)
+		return false;
+	memcpy(sid_prefix, prefix, 17);
+	base_serial = next_serial = first_serial;
+	return true;
+}
+
+static Message *
+append(const NewMessage *nm, int64_t serial_no, int64_t created_us)
+{
+	size_t		size = sizeof(Message) + (sizeof(char *) + sizeof(bool)) * nm->num_media;
 	Message    *m;
 	char	   *p;
 	int			i;
@@ -111,7 +183,9 @@ store_add(const NewMessage *nm, int64_t created_us)
 	m = xmalloc(size);
 	memset(m, 0, sizeof(Message));
 	m->media = (char **) (m + 1);
-	p = (char *) (m->media + nm->num_media);
+	m->media_deleted = (bool *) (m->media + nm->num_media);
+	memset(m->media_deleted, 0, sizeof(bool) * nm->num_media);
+	p = (char *) (m->media_deleted + nm->num_media);
 	m->to = copy_str(&p, nm->to, nm->to_len);
 	m->body = copy_str(&p, nm->body ? nm->body : "", nm->body_len);
 	m->body_len = nm->body_len;
@@ -123,13 +197,12 @@ store_add(const NewMessage *nm, int64_t created_us)
 	for (i = 0; i < nm->num_media; i++)
 		m->media[i] = copy_str(&p, nm->media[i]->val, nm->media[i]->vlen);
 	m->num_segments = nm->num_segments;
+	m->ucs2 = nm->ucs2;
 	m->created_us = created_us;
 	m->created_v = clock_virtual(created_us);
 	m->plan = nm->plan;
 
-	if (sid_prefix[0] == '\0')
-		init_prefix();
-	m->serial = next_serial++;
+	m->serial = serial_no;
 	serial = (uint64_t) m->serial;
 	m->sid[0] = 'S';
 	m->sid[1] = 'M';
@@ -219,7 +292,9 @@ store_reset(void)
 	for (i = 0; i < nmsgs; i++)
 		free(msgs[i]);
 	nmsgs = 0;
+	inbox_forget();
 	base_serial = next_serial;
+	inbox_file_reset();
 	/* the progression clock's history and the callbacks still to come */
 	clock_reset_locked();
 	callback_reset_locked();
@@ -235,10 +310,9 @@ typedef struct LogEntry
 	int64_t		seq;
 	int64_t		t_us;
 	char	   *uri;
-	char	   *body;
+	Form		form;
 	char	   *hdrs;			/* auth_user, user_agent, content_type, accept */
 	uint32_t	path_len;
-	uint32_t	body_len;
 	int16_t		status;
 	int8_t		fault;
 	uint8_t		present;		/* bit i: header i of hdrs present */
@@ -277,13 +351,13 @@ log_append(LogInput *in)
 	e.t_us = in->t_us;
 	e.uri = in->uri;
 	e.path_len = (uint32_t) in->path_len;
-	e.body = in->body;
-	e.body_len = (uint32_t) in->body_len;
+	e.form = in->form;
 	e.status = (int16_t) in->status;
 	e.fault = (int8_t) in->fault;
 	strncpy(e.method, in->method, sizeof(e.method) - 1);
 	in->uri = NULL;
-	in->body = NULL;
+	in->form.f = NULL;
+	in->form.n = 0;
 
 	/* pack the four header strings into one allocation */
 	hl[0] = in->auth_user ? in->auth_user_len : 0;
@@ -336,59 +410,6 @@ cmp_seq(const void *a, const void *b)
 	return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-/* The form as an object; repeated keys become arrays, in first-seen order. */
-void
-form_json(Buf *b, const char *body, size_t len)
-{
-	Form		f;
-	int			i,
-				j;
-	bool		first = true;
-
-	form_parse(&f, body, len);
-	buf_putc(b, '{');
-	for (i = 0; i < f.n; i++)
-	{
-		int			count = 0;
-		bool		seen = false;
-
-		for (j = 0; j < i && !seen; j++)
-			seen = (f.f[j].klen == f.f[i].klen &&
-					memcmp(f.f[j].key, f.f[i].key, f.f[i].klen) == 0);
-		if (seen)
-			continue;
-		for (j = i; j < f.n; j++)
-			if (f.f[j].klen == f.f[i].klen &&
-				memcmp(f.f[j].key, f.f[i].key, f.f[i].klen) == 0)
-				count++;
-		if (!first)
-			buf_puts(b, ", ");
-		first = false;
-		json_str(b, f.f[i].key, f.f[i].klen);
-		buf_puts(b, ": ");
-		if (count == 1)
-			json_str(b, f.f[i].val, f.f[i].vlen);
-		else
-		{
-			bool		firstv = true;
-
-			buf_putc(b, '[');
-			for (j = i; j < f.n; j++)
-				if (f.f[j].klen == f.f[i].klen &&
-					memcmp(f.f[j].key, f.f[i].key, f.f[i].klen) == 0)
-				{
-					if (!firstv)
-						buf_puts(b, ", ");
-					firstv = false;
-					json_str(b, f.f[j].val, f.f[j].vlen);
-				}
-			buf_putc(b, ']');
-		}
-	}
-	buf_putc(b, '}');
-	form_free(&f);
-}
-
 /* Every logged request with seq > since, in arrival order. */
 void
 log_requests_json(Buf *b, int64_t since)
@@ -405,6 +426,7 @@ log_requests_json(Buf *b, int64_t since)
 			sel[n++] = &entries[i];
 	qsort(sel, n, sizeof(LogEntry *), cmp_seq);
 
+	/* one entry at a time: a long log never becomes one big tree */
 	buf_grow(b, n * 400 + 2);
 	buf_putc(b, '[');
 	for (i = 0; i < n; i++)
@@ -412,89 +434,70 @@ log_requests_json(Buf *b, int64_t since)
 		LogEntry   *e = sel[i];
 		const char *h = e->hdrs;
 		const char *q;
+		json_t	   *o = json_object();
 		int			k;
 
 		if (i > 0)
 			buf_puts(b, ",\n");
-		buf_puts(b, "{\"seq\": ");
-		buf_put_int(b, e->seq);
-		buf_puts(b, ", \"t_us\": ");
-		buf_put_int(b, e->t_us);
-		buf_puts(b, ", \"method\": ");
-		json_cstr(b, e->method);
-		buf_puts(b, ", \"path\": ");
-		json_str(b, e->uri, e->path_len);
-		buf_puts(b, ", \"query\": ");
+		jv_set(o, "seq", json_integer(e->seq));
+		jv_set(o, "t_us", json_integer(e->t_us));
+		jv_set(o, "method", jv_text(e->method));
+		jv_set(o, "path", jv_bytes(e->uri, e->path_len));
 		q = e->uri + e->path_len;
 		if (*q == '?')
 			q++;
-		json_cstr(b, q);
-		buf_puts(b, ", \"status\": ");
-		buf_put_int(b, e->status);
-		buf_puts(b, ", \"fault\": ");
-		json_cstr(b, e->fault ? fault_name(e->fault) : NULL);
+		jv_set(o, "query", jv_text(q));
+		jv_set(o, "status", json_integer(e->status));
+		jv_set(o, "fault", e->fault ? jv_ascii(fault_name(e->fault)) : json_null());
 		for (k = 0; k < 4; k++)
 		{
-			buf_puts(b, ", \"");
-			buf_puts(b, hname[k]);
-			buf_puts(b, "\": ");
-			json_cstr(b, (e->present & (1 << k)) ? h : NULL);
+			jv_set(o, hname[k], jv_text((e->present & (1 << k)) ? h : NULL));
 			h += strlen(h) + 1;
 		}
-		buf_puts(b, ", \"form\": ");
-		form_json(b, e->body, e->body_len);
-		buf_putc(b, '}');
+		jv_set(o, "form", jv_form(&e->form));
+		buf_json(b, o);
 	}
-	buf_puts(b, "]\n");
+	buf_putc(b, ']');
 	pthread_mutex_unlock(&log_lock);
 	free(sel);
 }
 
-void
-log_summary_json(Buf *b)
+json_t *
+log_summary_json(void)
 {
+	json_t	   *o = json_object();
+	json_t	   *by_status = json_object();
+	json_t	   *callbacks;
 	size_t		messages;
 	int			i;
-	bool		first = true;
-	Buf			callbacks = {0};
 
 	pthread_mutex_lock(&store_lock);
 	messages = nmsgs;
 	pthread_mutex_unlock(&store_lock);
 	/* taken before log_lock: it takes store_lock itself */
-	callbacks_summary_json(&callbacks);
+	callbacks = callbacks_summary_json();
 
 	pthread_mutex_lock(&log_lock);
-	buf_puts(b, "{\"requests\": ");
-	buf_put_int(b, count_requests);
-	buf_puts(b, ", \"creates\": ");
-	buf_put_int(b, count_kind[KIND_CREATE]);
-	buf_puts(b, ", \"lists\": ");
-	buf_put_int(b, count_kind[KIND_LIST]);
-	buf_puts(b, ", \"fetches\": ");
-	buf_put_int(b, count_kind[KIND_FETCH]);
-	buf_puts(b, ", \"updates\": ");
-	buf_put_int(b, count_kind[KIND_UPDATE]);
-	buf_puts(b, ", \"deletes\": ");
-	buf_put_int(b, count_kind[KIND_DELETE]);
-	buf_puts(b, ", \"messages\": ");
-	buf_put_int(b, (int64_t) messages);
-	buf_puts(b, ", \"by_status\": {");
+	jv_set(o, "requests", json_integer(count_requests));
+	jv_set(o, "creates", json_integer(count_kind[KIND_CREATE]));
+	jv_set(o, "lists", json_integer(count_kind[KIND_LIST]));
+	jv_set(o, "fetches", json_integer(count_kind[KIND_FETCH]));
+	jv_set(o, "updates", json_integer(count_kind[KIND_UPDATE]));
+	jv_set(o, "deletes", json_integer(count_kind[KIND_DELETE]));
+	jv_set(o, "messages", json_integer((json_int_t) messages));
 	for (i = 0; i < 600; i++)
 	{
+		char		code[12];
+
 		if (count_status[i] == 0)
 			continue;
-		if (!first)
-			buf_puts(b, ", ");
-		first = false;
-		buf_printf(b, "\"%d\": ", i);
-		buf_put_int(b, count_status[i]);
+		snprintf(code, sizeof(code), "%d", i);
+		json_object_set_new(by_status, code, json_integer(count_status[i]));
 	}
-	buf_puts(b, "}, \"callbacks\": ");
-	buf_put(b, callbacks.data, callbacks.len);
-	buf_puts(b, "}\n");
+	jv_set(o, "by_status", by_status);
+	jv_set(o, "callbacks", callbacks);
 	pthread_mutex_unlock(&log_lock);
-	buf_free(&callbacks);
+	return o;
 }
 
 static void
@@ -505,7 +508,7 @@ log_free_entries(void)
 	for (i = 0; i < nentries; i++)
 	{
 		free(entries[i].uri);
-		free(entries[i].body);
+		form_free(&entries[i].form);
 		free(entries[i].hdrs);
 	}
 	nentries = 0;

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define API_PREFIX "/2010-04-01/Accounts/"
 
@@ -27,35 +28,87 @@ reply_error(Reply *r, int status, int code, const char *message)
 {
 	r->status = status;
 	r->body.len = 0;
-	json_error(&r->body, code, message, status);
+	buf_json(&r->body, jv_error(code, message, status));
 }
 
 /* ---------------------------------------------------------------------- */
 
+#define PATH_LEN 256
+
+/* The path of a message's resource: API_PREFIX AC.../Messages/SM...tail */
+static const char *
+message_path(char out[PATH_LEN], const char *sid, const char *tail)
+{
+	snprintf(out, PATH_LEN, API_PREFIX "%s/Messages/%s%s",
+			 cfg.account_sid, sid, tail);
+	return out;
+}
+
+static pthread_once_t account_once = PTHREAD_ONCE_INIT;
+static Buf	account_json;
+
+/* "/2010-04-01/Accounts/AC... as JSON, the string left open */
+static void
+init_account_json(void)
+{
+	char		path[PATH_LEN];
+
+	snprintf(path, sizeof(path), API_PREFIX "%s", cfg.account_sid);
+	buf_json_text(&account_json, path);
+	account_json.len--;			/* the closing quote */
+}
+
+/*
+ * Open a JSON string with the account's path, written once: the rest of
+ * a resource's path (SIDs, filters encoded for a URL) needs no escaping.
+ */
+static void
+account_uri_json(Buf *b)
+{
+	pthread_once(&account_once, init_account_json);
+	buf_put(b, account_json.data, account_json.len);
+}
+
+/* A message's resource path as JSON */
+static void
+message_uri_json(Buf *b, const char *sid, const char *tail)
+{
+	account_uri_json(b);
+	buf_puts(b, "/Messages/");
+	buf_puts(b, sid);
+	buf_puts(b, tail);
+	buf_putc(b, '"');
+}
+
+/*
+ * A message as Twilio shows it.  Written by hand, not with jansson: it is
+ * what creates, fetches and lists return, the requests the benchmarks
+ * drive (json.c says what jansson cost here).
+ */
 static void
 message_json(Buf *b, const Message *m, const MsgView *v)
 {
-	buf_puts(b, "{\"account_sid\": \"");
-	buf_puts(b, cfg.account_sid);
-	buf_puts(b, "\", \"api_version\": \"2010-04-01\", \"body\": ");
-	json_str(b, m->body, m->body_len);
+	buf_puts(b, "{\"account_sid\": ");
+	buf_json_text(b, cfg.account_sid);
+	buf_puts(b, ", \"api_version\": \"2010-04-01\", \"body\": ");
+	buf_json_str(b, m->body, m->body_len);
 	buf_puts(b, ", \"date_created\": ");
-	json_date(b, m->created_us);
+	buf_json_date(b, m->created_us);
 	buf_puts(b, ", \"date_sent\": ");
-	json_date(b, v->sent_us);
+	buf_json_date(b, v->sent_us);
 	buf_puts(b, ", \"date_updated\": ");
-	json_date(b, v->updated_us);
+	buf_json_date(b, v->updated_us);
 	buf_puts(b, ", \"direction\": \"outbound-api\", \"error_code\": ");
 	if (v->error_code)
 		buf_put_int(b, v->error_code);
 	else
 		buf_puts(b, "null");
 	buf_puts(b, ", \"error_message\": ");
-	json_cstr(b, v->error_code ? delivery_error_message(v->error_code) : NULL);
+	buf_json_text(b, v->error_code ? delivery_error_message(v->error_code) : NULL);
 	buf_puts(b, ", \"from\": ");
-	json_cstr(b, m->from);
+	buf_json_text(b, m->from);
 	buf_puts(b, ", \"messaging_service_sid\": ");
-	json_cstr(b, m->service_sid);
+	buf_json_text(b, m->service_sid);
 	buf_puts(b, ", \"num_media\": \"");
 	buf_put_int(b, m->num_media);
 	buf_puts(b, "\", \"num_segments\": \"");
@@ -64,17 +117,13 @@ message_json(Buf *b, const Message *m, const MsgView *v)
 	buf_puts(b, m->sid);
 	buf_puts(b, "\", \"status\": \"");
 	buf_puts(b, v->status);
-	buf_puts(b, "\", \"subresource_uris\": {\"media\": \"" API_PREFIX);
-	buf_puts(b, cfg.account_sid);
-	buf_puts(b, "/Messages/");
-	buf_puts(b, m->sid);
-	buf_puts(b, "/Media.json\"}, \"to\": ");
-	json_cstr(b, m->to);
-	buf_puts(b, ", \"uri\": \"" API_PREFIX);
-	buf_puts(b, cfg.account_sid);
-	buf_puts(b, "/Messages/");
-	buf_puts(b, m->sid);
-	buf_puts(b, ".json\"}");
+	buf_puts(b, "\", \"subresource_uris\": {\"media\": ");
+	message_uri_json(b, m->sid, "/Media.json");
+	buf_puts(b, "}, \"to\": ");
+	buf_json_text(b, m->to);
+	buf_puts(b, ", \"uri\": ");
+	message_uri_json(b, m->sid, ".json");
+	buf_putc(b, '}');
 }
 
 /* ---------------------------------------------------------------------- */
@@ -175,7 +224,7 @@ magic_numbers(const FormField *from, const FormField *to, Reply *r)
 static void
 create_message(const ApiRequest *req, Reply *r)
 {
-	Form		f;
+	const Form *f = req->form;
 	const FormField *to,
 			   *from,
 			   *service,
@@ -194,45 +243,44 @@ create_message(const ApiRequest *req, Reply *r)
 	int			i,
 				k;
 
-	form_parse(&f, req->body, req->body_len);
-	to = form_get(&f, "To");
-	from = form_get(&f, "From");
-	service = form_get(&f, "MessagingServiceSid");
-	body = form_get(&f, "Body");
-	callback = form_get(&f, "StatusCallback");
-	schedule = form_get(&f, "ScheduleType");
-	send_at = form_get(&f, "SendAt");
-	num_media = form_count(&f, "MediaUrl");
+	to = form_get(f, "To");
+	from = form_get(f, "From");
+	service = form_get(f, "MessagingServiceSid");
+	body = form_get(f, "Body");
+	callback = form_get(f, "StatusCallback");
+	schedule = form_get(f, "ScheduleType");
+	send_at = form_get(f, "SendAt");
+	num_media = form_count(f, "MediaUrl");
 
 	if (!present(to))
 	{
 		reply_error(r, 400, 21604, "A 'To' phone number is required.");
-		goto done;
+		return;
 	}
 	if (!present(from) && !present(service))
 	{
 		reply_error(r, 400, 21603, "A 'From' phone number is required.");
-		goto done;
+		return;
 	}
 	if (!present(body) && num_media == 0)
 	{
 		reply_error(r, 400, 21602, "Message body is required.");
-		goto done;
+		return;
 	}
 	if (body && utf8_chars(body->val, body->vlen) > 1600)
 	{
 		reply_error(r, 400, 21617, "The concatenated message body exceeds the 1600 character limit.");
-		goto done;
+		return;
 	}
 	if (!is_e164(to->val, to->vlen))
 	{
 		error_with_number(r, 21211, "The 'To' number %s is not a valid phone number.", to);
-		goto done;
+		return;
 	}
 	if (present(callback) && !callback_url_valid(callback->val, callback->vlen))
 	{
 		error_with_number(r, 21609, "The StatusCallback URL %s is not a valid URL.", callback);
-		goto done;
+		return;
 	}
 	/* without a Messaging Service, Twilio ignores scheduling */
 	if (present(service) && present(schedule))
@@ -243,24 +291,24 @@ create_message(const ApiRequest *req, Reply *r)
 		if (!field_eq(schedule->val, schedule->vlen, "fixed"))
 		{
 			reply_error(r, 400, 35126, "The ScheduleType value provided is not supported for this channel");
-			goto done;
+			return;
 		}
 		if (!present(send_at))
 		{
 			reply_error(r, 400, 35111, "SendAt timestamp is missing");
-			goto done;
+			return;
 		}
 		ahead = parse_iso_utc(send_at->val, send_at->vlen, &at) ?
 			at - now_us() : -1;
 		if (ahead < INT64_C(300000000) || ahead > INT64_C(3024000000000))
 		{
 			reply_error(r, 400, 35114, "SendAt time must be between 300 seconds and 35 days (3024000 seconds) in the future, inclusive.");
-			goto done;
+			return;
 		}
 		scheduled_ms = ahead / 1000;
 	}
 	if (magic_numbers(present(from) ? from : NULL, to, r))
-		goto done;
+		return;
 
 	if (fault_match(to->val, to->vlen, &hit))
 	{
@@ -269,20 +317,20 @@ create_message(const ApiRequest *req, Reply *r)
 		{
 			case FAULT_500_BEFORE:
 				reply_error(r, 500, 20500, "Internal Server Error");
-				goto done;
+				return;
 			case FAULT_429:
 			case FAULT_429_RETRY_AFTER:
 				reply_error(r, 429, 20429, "Too Many Requests");
 				if (hit.action == FAULT_429_RETRY_AFTER)
 					r->retry_after = hit.retry_after;
-				goto done;
+				return;
 			case FAULT_DROP_BEFORE:
 				r->status = 0;
-				goto done;
+				return;
 			case FAULT_AUTH_FAIL:
 				reply_error(r, 401, 20003, "Authenticate");
 				r->www_authenticate = true;
-				goto done;
+				return;
 			default:
 				break;			/* the rest create the message first */
 		}
@@ -290,9 +338,9 @@ create_message(const ApiRequest *req, Reply *r)
 
 	if (num_media > (int) lengthof(media_small))
 		media = malloc(sizeof(FormField *) * num_media);
-	for (i = 0, k = 0; i < f.n; i++)
-		if (field_eq(f.f[i].key, f.f[i].klen, "MediaUrl"))
-			media[k++] = &f.f[i];
+	for (i = 0, k = 0; i < f->n; i++)
+		if (field_eq(f->f[i].key, f->f[i].klen, "MediaUrl"))
+			media[k++] = &f->f[i];
 
 	memset(&nm, 0, sizeof(nm));
 	nm.to = to->val;
@@ -314,7 +362,7 @@ create_message(const ApiRequest *req, Reply *r)
 	}
 	nm.num_media = num_media;
 	nm.media = media;
-	nm.num_segments = body_segments(nm.body, nm.body_len);
+	nm.num_segments = body_segments(nm.body, nm.body_len, &nm.ucs2);
 	if (present(callback))
 	{
 		nm.callback_url = callback->val;
@@ -322,13 +370,14 @@ create_message(const ApiRequest *req, Reply *r)
 	}
 	progress_plan(to->val, to->vlen, present(service), scheduled_ms, &nm.plan);
 
-	/* render under the lock: a concurrent reset may free the message */
+	/* written under the lock: a concurrent reset may free the message */
 	buf_grow(&r->body, 1024 + nm.body_len);
 	pthread_mutex_lock(&store_lock);
 	m = store_add(&nm, now_us());
 	callback_schedule(m);
 	message_view(m, m->created_us, true, &v);
 	message_json(&r->body, m, &v);
+	events_publish_message(m->serial);
 	pthread_mutex_unlock(&store_lock);
 	r->status = 201;
 	if (media != media_small)
@@ -352,8 +401,6 @@ create_message(const ApiRequest *req, Reply *r)
 		default:
 			break;
 	}
-done:
-	form_free(&f);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -362,8 +409,7 @@ static void
 page_uri(Buf *b, const Buf *filters, int64_t page_size, int64_t page,
 		 const char *token)
 {
-	buf_puts(b, "\"" API_PREFIX);
-	buf_puts(b, cfg.account_sid);
+	account_uri_json(b);
 	buf_puts(b, "/Messages.json?");
 	buf_put(b, filters->data, filters->len);
 	buf_puts(b, "PageSize=");
@@ -372,7 +418,8 @@ page_uri(Buf *b, const Buf *filters, int64_t page_size, int64_t page,
 	buf_put_int(b, page);
 	if (token)
 	{
-		buf_puts(b, "&PageToken=PA");
+		/* a token is only ever PA or PB and a SID, checked before */
+		buf_puts(b, "&PageToken=");
 		buf_puts(b, token);
 	}
 	buf_putc(b, '"');
@@ -398,7 +445,7 @@ add_filter(Buf *filters, const char *key, const FormField *f)
 static void
 list_messages(const ApiRequest *req, Reply *r)
 {
-	Form		q;
+	const Form *q = req->query;
 	const FormField *to,
 			   *from,
 			   *exact,
@@ -415,45 +462,51 @@ list_messages(const ApiRequest *req, Reply *r)
 				skip,
 				collected = 0;
 	int64_t		start_idx;
-	bool		has_more = false;
+	bool		has_more = false,
+				backward = false,
+				older,
+				newer;
 	Buf			filters = {0};
-	const Message *last = NULL;
+	const Message **picked;
 	int64_t		now = now_us();
 	int64_t		i;
-	char		last_sid[35];
+	char		last_sid[37] = "",
+				first_sid[37] = "";
+	char		token_copy[40] = "";
 
-	form_parse(&q, req->query, strlen(req->query));
-	to = form_get(&q, "To");
-	from = form_get(&q, "From");
-	exact = form_get(&q, "DateSent");
-	after = form_get(&q, "DateSent>");
+	to = form_get(q, "To");
+	from = form_get(q, "From");
+	exact = form_get(q, "DateSent");
+	after = form_get(q, "DateSent>");
 	if (after == NULL)
-		after = form_get(&q, "DateSent>=");
-	before = form_get(&q, "DateSent<");
+		after = form_get(q, "DateSent>=");
+	before = form_get(q, "DateSent<");
 	if (before == NULL)
-		before = form_get(&q, "DateSent<=");
-	fsize = form_get(&q, "PageSize");
-	fpage = form_get(&q, "Page");
-	token = form_get(&q, "PageToken");
+		before = form_get(q, "DateSent<=");
+	fsize = form_get(q, "PageSize");
+	fpage = form_get(q, "Page");
+	token = form_get(q, "PageToken");
+	if (token && token->vlen < sizeof(token_copy))
+		memcpy(token_copy, token->val, token->vlen);
 
 	if ((exact && !parse_day(exact->val, exact->vlen, &day_eq)) ||
 		(after && !parse_day(after->val, after->vlen, &day_ge)) ||
 		(before && !parse_day(before->val, before->vlen, &day_le)))
 	{
 		reply_error(r, 400, 20001, "DateSent must be a date in the form YYYY-MM-DD");
-		goto done;
+		return;
 	}
 	if (fsize && (!parse_int(fsize->val, fsize->vlen, &page_size) || page_size < 1))
 	{
 		reply_error(r, 400, 20001, "PageSize must be a positive integer");
-		goto done;
+		return;
 	}
 	if (page_size > 1000)
 		page_size = 1000;
 	if (fpage && (!parse_int(fpage->val, fpage->vlen, &page) || page < 0))
 	{
 		reply_error(r, 400, 20001, "Page must be a non-negative integer");
-		goto done;
+		return;
 	}
 
 	add_filter(&filters, "To", to);
@@ -470,20 +523,27 @@ list_messages(const ApiRequest *req, Reply *r)
 	{
 		Message    *tm = NULL;
 
-		if (token->vlen > 2 && token->val[0] == 'P' && token->val[1] == 'A')
+		if (token->vlen > 2 && token->val[0] == 'P' &&
+			(token->val[1] == 'A' || token->val[1] == 'B'))
 			tm = store_find(token->val + 2, token->vlen - 2);
 		if (tm == NULL)
 		{
 			pthread_mutex_unlock(&store_lock);
 			reply_error(r, 400, 20001, "Invalid PageToken");
-			goto done;
+			buf_free(&filters);
+			return;
 		}
-		start_idx = (int64_t) store_index_of(tm) - 1;
+		backward = token->val[1] == 'B';
+		/* PA: the messages older than it; PB: the page newer than it */
+		start_idx = (int64_t) store_index_of(tm) + (backward ? 1 : -1);
 		skip = 0;
 	}
 
-	buf_puts(&r->body, "{\"messages\": [");
-	for (i = start_idx; i >= 0; i--)
+	/* the page's messages, newest first (PB collects them oldest first) */
+	picked = malloc(sizeof(const Message *) * (size_t) (page_size + 1));
+	if (picked == NULL)
+		abort();
+	for (i = start_idx; backward ? i < (int64_t) store_count() : i >= 0; i += backward ? 1 : -1)
 	{
 		const Message *m = store_at((size_t) i);
 		MsgView		v;
@@ -516,14 +576,42 @@ list_messages(const ApiRequest *req, Reply *r)
 			has_more = true;
 			break;
 		}
-		if (collected > 0)
-			buf_puts(&r->body, ", ");
-		message_json(&r->body, m, &v);
-		collected++;
-		last = m;
+		picked[collected++] = m;
 	}
-	if (last)
-		memcpy(last_sid, last->sid, sizeof(last_sid));
+	if (backward)
+	{
+		for (i = 0; i < collected / 2; i++)
+		{
+			const Message *t = picked[i];
+
+			picked[i] = picked[collected - 1 - i];
+			picked[collected - 1 - i] = t;
+		}
+	}
+	/* the list page is the message's hot path too: by hand as well */
+	buf_puts(&r->body, "{\"messages\": [");
+	for (i = 0; i < collected; i++)
+	{
+		MsgView		v;
+
+		if (i > 0)
+			buf_puts(&r->body, ", ");
+		message_view(picked[i], now, false, &v);
+		message_json(&r->body, picked[i], &v);
+	}
+	if (collected > 0)
+	{
+		last_sid[0] = 'P';
+		last_sid[1] = 'A';
+		memcpy(last_sid + 2, picked[collected - 1]->sid, 35);
+		first_sid[0] = 'P';
+		first_sid[1] = 'B';
+		memcpy(first_sid + 2, picked[0]->sid, 35);
+	}
+	/* older ones past a PB page are known to exist: the token's message */
+	older = backward ? collected > 0 : has_more;
+	newer = backward ? has_more : (token != NULL || page > 0) && collected > 0;
+	free(picked);
 	pthread_mutex_unlock(&store_lock);
 
 	buf_puts(&r->body, "], \"end\": ");
@@ -531,7 +619,7 @@ list_messages(const ApiRequest *req, Reply *r)
 	buf_puts(&r->body, ", \"first_page_uri\": ");
 	page_uri(&r->body, &filters, page_size, 0, NULL);
 	buf_puts(&r->body, ", \"next_page_uri\": ");
-	if (has_more)
+	if (older)
 		page_uri(&r->body, &filters, page_size, page + 1, last_sid);
 	else
 		buf_puts(&r->body, "null");
@@ -539,21 +627,19 @@ list_messages(const ApiRequest *req, Reply *r)
 	buf_put_int(&r->body, page);
 	buf_puts(&r->body, ", \"page_size\": ");
 	buf_put_int(&r->body, page_size);
+	/* PB<first sid>: the page before, however many arrived since */
 	buf_puts(&r->body, ", \"previous_page_uri\": ");
-	if (page > 0)
-		page_uri(&r->body, &filters, page_size, page - 1, NULL);
+	if (newer)
+		page_uri(&r->body, &filters, page_size, page > 0 ? page - 1 : 0, first_sid);
 	else
 		buf_puts(&r->body, "null");
 	buf_puts(&r->body, ", \"start\": ");
 	buf_put_int(&r->body, page * page_size);
 	buf_puts(&r->body, ", \"uri\": ");
-	page_uri(&r->body, &filters, page_size, page,
-			 token ? token->val + 2 : NULL);
+	page_uri(&r->body, &filters, page_size, page, token_copy[0] ? token_copy : NULL);
 	buf_putc(&r->body, '}');
 	r->status = 200;
-done:
 	buf_free(&filters);
-	form_free(&q);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -575,7 +661,6 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 {
 	Message    *m;
 	MsgView		v;
-	Form		f = {0};
 	bool		is_post = strcmp(req->method, "POST") == 0;
 	bool		is_delete = strcmp(req->method, "DELETE") == 0;
 	const FormField *status = NULL,
@@ -589,46 +674,64 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 	r->kind = is_post ? KIND_UPDATE : is_delete ? KIND_DELETE : KIND_FETCH;
 	if (is_post)
 	{
-		form_parse(&f, req->body, req->body_len);
-		status = form_get(&f, "Status");
-		body = form_get(&f, "Body");
+		status = form_get(req->form, "Status");
+		body = form_get(req->form, "Body");
 		if (status && !field_eq(status->val, status->vlen, "canceled"))
 		{
 			reply_error(r, 400, 20001, "Status can only be set to 'canceled'");
-			goto done;
+			return;
 		}
 		if (body && body->vlen > 0)
 		{
 			reply_error(r, 400, 20001, "Body can only be redacted (set to an empty string)");
-			goto done;
+			return;
 		}
 	}
 
-	buf_grow(&r->body, 2048);
 	pthread_mutex_lock(&store_lock);
 	m = store_find(sid, sid_len);
 	if (m == NULL || m->deleted)
 	{
 		pthread_mutex_unlock(&store_lock);
 		not_found(req, r);
-		goto done;
-	}
-	if (is_delete)
-	{
-		m->deleted = true;
-		pthread_mutex_unlock(&store_lock);
-		r->status = 204;
-		goto done;
+		return;
 	}
 	message_view(m, now_us(), false, &v);
-	if (status)
+	if (is_delete)
 	{
-		if (strcmp(v.status, "queued") != 0 && strcmp(v.status, "accepted") != 0 &&
-			strcmp(v.status, "scheduled") != 0)
+		/*
+		 * Twilio refuses to delete a message before its course is over
+		 * (20009): an application that deletes right after sending must
+		 * wait for the final status.  Its page gives the code but not the
+		 * HTTP status; 400 is what this API answers for a request refused
+		 * for the resource's state (30409 too).  Over means the plan's last
+		 * step, "sent" included for a number without receipts, or canceled.
+		 */
+		if (v.step >= 0 && v.step < m->plan.nsteps - 1)
 		{
 			pthread_mutex_unlock(&store_lock);
-			reply_error(r, 400, 30409, "Message cannot be canceled");
-			goto done;
+			reply_error(r, 400, 20009, "Cannot delete this resource before it is complete");
+			return;
+		}
+		m->deleted = true;
+		store_changed(m);
+		pthread_mutex_unlock(&store_lock);
+		r->status = 204;
+		return;
+	}
+	if (status)
+	{
+		/*
+		 * Only while it is scheduled: Twilio's page for 30409 says a
+		 * message can be canceled at that point and no other, so one
+		 * accepted or queued (a Messaging Service's included) is already
+		 * on its way and answers 30409 as a delivered one does.
+		 */
+		if (strcmp(v.status, "scheduled") != 0)
+		{
+			pthread_mutex_unlock(&store_lock);
+			reply_error(r, 400, 30409, "This message cannot be canceled");
+			return;
 		}
 		m->canceled_us = now_us();
 		callback_canceled(m);
@@ -639,12 +742,155 @@ message_instance(const ApiRequest *req, const char *sid, size_t sid_len,
 		m->redacted_us = now_us();
 	}
 	if (status || body)
+	{
 		message_view(m, now_us(), false, &v);
+		store_changed(m);
+	}
+	buf_grow(&r->body, 1024 + m->body_len);
 	message_json(&r->body, m, &v);
 	pthread_mutex_unlock(&store_lock);
 	r->status = 200;
-done:
-	form_free(&f);
+}
+
+/* A media URL's type, from its extension, as Twilio would have fetched it. */
+static const char *
+media_type(const char *url)
+{
+	static const char *const types[][2] = {
+		{".png", "image/png"}, {".jpg", "image/jpeg"}, {".jpeg", "image/jpeg"},
+		{".gif", "image/gif"}, {".webp", "image/webp"}, {".mp4", "video/mp4"},
+		{".pdf", "application/pdf"}, {".vcf", "text/vcard"},
+	};
+	size_t		len = strcspn(url, "?#");
+
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+	{
+		size_t		n = strlen(types[i][0]);
+
+		if (len > n && strncasecmp(url + len - n, types[i][0], n) == 0)
+			return types[i][1];
+	}
+	return "application/octet-stream";
+}
+
+/* The media's SID: ME and 32 hex digits, from its message and place. */
+static void
+media_sid(char *out, const Message *m, int i)
+{
+	snprintf(out, 35, "ME%.16s%016x", m->sid + 2, (unsigned) i + 1);
+}
+
+static json_t *
+media_json(const Message *m, int i)
+{
+	json_t	   *o = json_object();
+	char		sid[35];
+	char		tail[48];
+	char		path[PATH_LEN];
+
+	media_sid(sid, m, i);
+	snprintf(tail, sizeof(tail), "/Media/%s.json", sid);
+	jv_set(o, "account_sid", jv_text(cfg.account_sid));
+	jv_set(o, "content_type", jv_ascii(media_type(m->media[i])));
+	jv_set(o, "date_created", jv_date(m->created_us));
+	jv_set(o, "date_updated", jv_date(m->created_us));
+	jv_set(o, "parent_sid", jv_ascii(m->sid));
+	jv_set(o, "sid", jv_ascii(sid));
+	jv_set(o, "uri", jv_text(message_path(path, m->sid, tail)));
+	return o;
+}
+
+/*
+ * GET .../Messages/{Sid}/Media.json, the list of a message's media, and
+ * GET or DELETE .../Messages/{Sid}/Media/{MEsid}.json, one of them.  (The
+ * media's content itself is not kept: Twilio's would be the fetched file.)
+ */
+static void
+media_request(const ApiRequest *req, const char *sid, size_t sid_len,
+			  const char *media, Reply *r)
+{
+	Message    *m;
+	bool		list = strcmp(media, "Media.json") == 0 || strcmp(media, "Media") == 0;
+	bool		is_delete = strcmp(req->method, "DELETE") == 0;
+	bool		found = false;
+	json_t	   *reply = NULL;
+
+	if (strcmp(req->method, "GET") != 0 && !(is_delete && !list))
+	{
+		reply_error(r, 405, 20004, "Method not allowed");
+		return;
+	}
+	pthread_mutex_lock(&store_lock);
+	m = store_find(sid, sid_len);
+	if (m == NULL || m->deleted)
+	{
+		pthread_mutex_unlock(&store_lock);
+		not_found(req, r);
+		return;
+	}
+	if (list)
+	{
+		json_t	   *items = json_array();
+		Buf			uri = {0};
+
+		for (int i = 0; i < m->num_media; i++)
+			if (!m->media_deleted[i])
+				json_array_append_new(items, media_json(m, i));
+		buf_printf(&uri, "%s?PageSize=50&Page=0", req->path);
+		reply = json_object();
+		jv_set(reply, "media_list", items);
+		jv_set(reply, "end", json_integer(json_array_size(items) > 0 ?
+										  (json_int_t) json_array_size(items) - 1 : 0));
+		jv_set(reply, "first_page_uri", jv_bytes(uri.data, uri.len));
+		jv_set(reply, "next_page_uri", json_null());
+		jv_set(reply, "page", json_integer(0));
+		jv_set(reply, "page_size", json_integer(50));
+		jv_set(reply, "previous_page_uri", json_null());
+		jv_set(reply, "start", json_integer(0));
+		jv_set(reply, "uri", jv_bytes(uri.data, uri.len));
+		buf_free(&uri);
+		found = true;
+	}
+	else
+	{
+		size_t		len = strcspn(media + 6, ".");
+
+		for (int i = 0; i < m->num_media && !found; i++)
+		{
+			char		me[35];
+
+			media_sid(me, m, i);
+			if (m->media_deleted[i] || strncmp(media, "Media/", 6) != 0 ||
+				len != 34 || strncmp(media + 6, me, 34) != 0)
+				continue;
+			found = true;
+			if (is_delete)
+			{
+				/*
+				 * Twilio's Media delete: gone from the list and from fetch.
+				 * The URL stays in /_emulator/messages, which tells what
+				 * was sent.
+				 */
+				m->media_deleted[i] = true;
+				store_changed(m);
+			}
+			else
+				reply = media_json(m, i);
+		}
+	}
+	pthread_mutex_unlock(&store_lock);
+	if (!found)
+	{
+		not_found(req, r);
+		return;
+	}
+	if (reply == NULL)
+	{
+		r->status = 204;
+		return;
+	}
+	buf_json(&r->body, reply);
+	r->status = 200;
 }
 
 /*
@@ -673,7 +919,8 @@ twilio_handle(const ApiRequest *req, Reply *r)
 	if (req->auth_user == NULL ||
 		!config_check_auth(req->auth_user, req->auth_user_len,
 						   req->auth_pass, req->auth_pass_len) ||
-		!field_eq(acct, acct_len, cfg.account_sid))
+		!(field_eq(acct, acct_len, cfg.account_sid) ||
+		  (!cfg.check_credentials && acct_len == 34 && strncmp(acct, "AC", 2) == 0)))
 	{
 		reply_error(r, 401, 20003, "Authenticate");
 		r->www_authenticate = true;
@@ -703,6 +950,18 @@ twilio_handle(const ApiRequest *req, Reply *r)
 		else
 			reply_error(r, 405, 20004, "Method not allowed");
 		return;
+	}
+	if (rest_len > 9 && strncmp(rest, "Messages/", 9) == 0 &&
+		strchr(rest + 9, '/') != NULL)
+	{
+		const char *sid = rest + 9;
+		const char *media = strchr(sid, '/') + 1;
+
+		if (strncmp(media, "Media", 5) == 0)
+		{
+			media_request(req, sid, media - 1 - sid, media, r);
+			return;
+		}
 	}
 	if (rest_len > 9 && strncmp(rest, "Messages/", 9) == 0 &&
 		strchr(rest + 9, '/') == NULL)

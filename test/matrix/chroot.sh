@@ -8,8 +8,9 @@
 # already uses and kept in $SMS_CHROOT_DIR (default /var/tmp/sms-chroots);
 # make deps inside it installs the rest from the same archive.  Each run
 # copies the working tree into the chroot afresh, so nothing built for the
-# host is reused.  Nothing but Debian packages is downloaded: Prism's npm
-# packages are installed on the host (make prism-deps) and copied in.
+# host is reused.  Nothing but Debian packages is downloaded: the npm
+# packages (Prism, Twilio's Node.js SDK) are installed on the host (make
+# npm-deps) and copied in.
 #
 # Inside the chroot no service may start (policy-rc.d) and installing the
 # server creates no cluster: the tests start their own servers.  The chroot
@@ -124,9 +125,9 @@ flock 9
 
 [ -e "$root/.sms-ready" ] || build_chroot
 
-# Prism's packages come from npm through the host's npm; the chroot has
-# Debian's nodejs to run them.
-env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u PG make -C "$src" --no-print-directory prism-deps
+# Prism's and the SDK's packages come from npm through the host's npm; the
+# chroot has Debian's nodejs to run them.
+env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u PG make -C "$src" --no-print-directory npm-deps
 
 echo "== PostgreSQL $version: make ${targets[*]} in the $suite chroot $root"
 rm -rf "$root/build/sms"

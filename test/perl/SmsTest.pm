@@ -31,9 +31,12 @@ my $json = JSON::PP->new->utf8->canonical;
 sub start_emulator
 {
 	my (%opts) = @_;
-	my $port = PostgreSQL::Test::Cluster::get_free_port();
+	# (port: a restart of an emulator on the port it had)
+	my $port = $opts{port} // PostgreSQL::Test::Cluster::get_free_port();
 	my $bin = $ENV{SMS_EMULATOR} // 'test/emulator/twilio-emulator';
-	my @cmd = ($bin, '--port', $port, '--quiet', @{ $opts{args} // [] });
+	# (the emulator accepts any credentials unless told to check them)
+	my @cmd = ($bin, '--port', $port, '--quiet', '--check-credentials',
+		@{ $opts{args} // [] });
 	my $scheme = 'http';
 
 	if ($opts{tls_cert})
@@ -266,11 +269,12 @@ sub clear_faults { my ($self) = @_; return $self->_curl('-X', 'DELETE', $self->{
 sub reset { my ($self) = @_; return $self->_post_form('/_emulator/reset'); }
 sub config { my ($self, %kv) = @_; return $self->_post_form('/_emulator/config', %kv); }
 
+# Stop the emulator (with SIGTERM, or the signal named: KILL for a crash).
 sub stop
 {
-	my ($self) = @_;
+	my ($self, $signal) = @_;
 	return unless $self->{handle};
-	$self->{handle}->signal('TERM');
+	$self->{handle}->signal($signal // 'TERM');
 	$self->{handle}->finish;
 	delete $self->{handle};
 }
