@@ -150,6 +150,24 @@ $browser->js(q{const s = document.getElementById('search'); s.value = ''; s.disp
 wait_until(sub { ($browser->js(q{return document.querySelectorAll('#conversations button').length}) // 0) == 4 },
 	'an empty search shows every number again');
 
+# a fault turned on from the page: the worker's retries show there (a
+# refused create leaves no message), and the message arrives once it is off
+my $traffic = sub { $browser->js(q{return document.getElementById('traffic').textContent}) // '' };
+$browser->choose('#fault', '429_retry_after');
+$browser->click('#fault-add');
+wait_until(sub { $traffic->() =~ /faults: 429_retry_after, applied 0/ }, 'the page shows the fault on');
+$node->safe_psql('postgres', "SELECT sms_send('+15558675330', '$from', 'after two 429s')");
+wait_until(sub { $traffic->() =~ /429 \S+?(\d+)/ && $1 >= 2 },
+	'the worker\'s retries show on the page: two 429s or more');
+$browser->click('#faults-clear');
+wait_until(sub { $traffic->() =~ /faults: none/ }, 'the page turned the fault off');
+note 'the page says: ', $traffic->();
+wait_for_rows($node, "SELECT state FROM sms_outbox WHERE body = 'after two 429s'", 'sent',
+	'then the worker sends the message');
+$open_thread->('+15558675330');
+wait_until(sub { grep { $_ eq 'after two 429s' } @{ $bubbles->() } }, 'and it appears on the page');
+is($emu->created_per_body->{'after two 429s'}, 1, 'created once');
+
 # (before the last test below clears the inbox)
 my $shot = "$PostgreSQL::Test::Utils::log_path/inbox.png";
 $browser->screenshot($shot);

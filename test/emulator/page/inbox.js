@@ -222,6 +222,27 @@ document.getElementById('fault-add').addEventListener('click', () => {
   control('faults', fields);
 });
 document.getElementById('faults-clear').addEventListener('click', () => control('faults', null, 'DELETE'));
+
+// What the API answered so far, and the faults on: a create refused by a
+// fault leaves no message, so this is where the worker's retries show.
+// Asked for every TRAFFIC_MS while the page is visible.
+const TRAFFIC_MS = 1000;
+async function traffic() {
+  if (document.hidden) return;
+  try {
+    const [faults, summary] = await Promise.all([
+      fetch('/_emulator/faults', { cache: 'no-store' }).then(r => r.json()),
+      fetch('/_emulator/summary', { cache: 'no-store' }).then(r => r.json())]);
+    const answers = Object.entries(summary.by_status)
+      .map(([code, n]) => (code === '0' ? 'dropped' : code) + ' ×' + n).join(' · ');
+    const on = faults.map(f => f.action + (f.to ? ' to ' + f.to : '') + ', applied ' + f.applied + '×');
+    document.getElementById('traffic').textContent =
+      'API requests: ' + summary.requests + (answers ? ' (' + answers + ')' : '') +
+      ' · faults: ' + (on.length ? on.join('; ') : 'none');
+  } catch (e) { /* the emulator is gone: the event stream says so */ }
+}
+setInterval(traffic, TRAFFIC_MS);
+traffic();
 document.getElementById('clear').addEventListener('click', async () => {
   if (await control('reset')) everything();
 });
